@@ -1,0 +1,208 @@
+// The bridge driver (the docker0 model): a Linux bridge with the gateway address,
+// one veth pair per endpoint whose container end is created directly inside the
+// sandbox under its final name, forwarding, masquerade and isolation through the
+// firewall backend.
+import { randomBytes } from 'node:crypto';
+import type { DriverContext, DriverNetworkPlan, NetworkDriver, NetworkSpec, OpenSandbox, PlanContext } from '../../src/driverapi/driver.js';
+import type { EndpointRecord, NetworkRecord } from '../../src/controller/model.js';
+import type { LinkInfo, NetlinkHandle } from '../../src/system/ports.js';
+import type { FwNetwork } from '../../src/firewall/backend.js';
+import { ConflictError, InvalidConfigError, SyscallError } from '../../src/errors.js';
+import { macFromBytes, parseCidr, parseIp } from '../../src/ipam/addr.js';
+import { OPT, parseBridgeOptions } from './options.js';
+
+export const DEFAULT_BRIDGE = 'tsnet0';
+export const DEFAULT_MTU = 1500;
+
+/** Link alias that marks a link as created by this tsnet instance. */
+export const linkTag = (instance: string, ...parts: string[]) => ['tsnet', instance, ...parts].join(':');
+
+export class BridgeDriver implements NetworkDriver {
+  readonly type = 'bridge';
+  readonly userCreatable = true;
+  constructor(private readonly instance: string) {}
+
+  plan(spec: NetworkSpec, ctx: PlanContext): DriverNetworkPlan {
+    const o = parseBridgeOptions(spec.options, spec.mtu);
+    const name = o.name ?? (spec.name === 'bridge' ? DEFAULT_BRIDGE : `tsn-${ctx.id.slice(0, 11)}`);
+    const clash = ctx.networks.find((n) => n.bridge?.name === name);
+    if (clash) throw new ConflictError(`bridge ${name} is already used by network ${clash.name}`);
+    const existing = ctx.hostLinks.find((l) => l.name === name);
+    if (existing && existing.kind !== 'bridge') {
+      throw new ConflictError(`a ${existing.kind ?? 'non-bridge'} link named ${name} already exists on the host`);
+    }
+    const options = { ...spec.options };
+    if (spec.mtu !== undefined) options[OPT.MTU] = String(spec.mtu);
+    return {
+      options,
+      bridge: { name, owned: !existing, mtu: o.mtu ?? DEFAULT_MTU, icc: o.icc, masquerade: o.masquerade },
+    };
+  }
+
+  private bridgeOf(net: NetworkRecord) {
+    if (!net.bridge) throw new InvalidConfigError(`network ${net.name} has no bridge configuration`);
+    return net.bridge;
+  }
+
+  networkPresent(net: NetworkRecord, hostLinks: LinkInfo[]): boolean {
+    const l = hostLinks.find((x) => x.name === net.bridge?.name);
+    return Boolean(l && l.up && l.kind === 'bridge');
+  }
+
+  async ensureNetwork(net: NetworkRecord, ctx: DriverContext): Promise<void> {
+    const br = this.bridgeOf(net);
+    const nl = ctx.sys.netlink();
+    try {
+      let link = await nl.getLinkByName(br.name);
+      if (!link) {
+        if (!br.owned) throw new ConflictError(`bridge ${br.name} of network ${net.name} is gone and was not created by tsnet`);
+        link = await nl.createBridge({ name: br.name, mtu: br.mtu, alias: linkTag(this.instance, net.name), mac: macFromBytes(randomBytes(4)) });
+      } else if (br.owned && link.mtu !== br.mtu) {
+        await nl.setMtu(link.index, br.mtu);
+      }
+      const have = (await nl.listAddresses()).filter((a) => a.index === link!.index);
+      for (const s of net.subnets) {
+        const c = parseCidr(s.subnet);
+        const gw = s.gateway!;
+        if (!have.some((a) => a.address === gw && a.prefixLen === c.prefixLen)) {
+          await nl.addAddress(link.index, c.family, gw, c.prefixLen);
+        }
+      }
+      if (!link.up) await nl.setLinkUp(link.index);
+    } finally {
+      nl.close();
+    }
+    if (!net.internal) {
+      ensureSysctl(ctx, 'net.ipv4.ip_forward', '1');
+      if (net.enableIPv6) ensureSysctl(ctx, 'net.ipv6.conf.all.forwarding', '1');
+    }
+  }
+
+  async deleteNetwork(net: NetworkRecord, ctx: DriverContext): Promise<void> {
+    const br = this.bridgeOf(net);
+    const nl = ctx.sys.netlink();
+    try {
+      const link = await nl.getLinkByName(br.name);
+      if (!link) return;
+      if (br.owned) {
+        await nl.deleteLink(link.index);
+        return;
+      }
+      // An adopted bridge stays; only our gateway addresses go.
+      for (const s of net.subnets) {
+        const c = parseCidr(s.subnet);
+        await nl.deleteAddress(link.index, c.family, s.gateway!, c.prefixLen);
+      }
+    } finally {
+      nl.close();
+    }
+  }
+
+  async join(net: NetworkRecord, ep: EndpointRecord, sbx: OpenSandbox, ctx: DriverContext): Promise<void> {
+    const br = this.bridgeOf(net);
+    if (!ep.hostIfname) throw new InvalidConfigError(`endpoint ${ep.id} has no host interface name`);
+    const host = ctx.sys.netlink();
+    let inner: NetlinkHandle | undefined;
+    try {
+      const bridge = await host.getLinkByName(br.name);
+      if (!bridge) throw new SyscallError('netlink', 'ENODEV', `bridge ${br.name} of network ${net.name} does not exist`);
+      // A stale host end from an interrupted attempt would make creation fail: clear it.
+      const stale = await host.getLinkByName(ep.hostIfname);
+      if (stale) await host.deleteLink(stale.index);
+      let veth: LinkInfo;
+      try {
+        veth = await host.createVeth({
+          name: ep.hostIfname,
+          peerName: ep.ifname,
+          peerNetnsFd: sbx.nsFd,
+          mtu: br.mtu,
+          peerMac: ep.mac,
+          master: bridge.index,
+          alias: linkTag(this.instance, net.name, ep.id.slice(0, 12)),
+        });
+      } catch (err) {
+        if (err instanceof SyscallError && err.errno === 'EEXIST') {
+          throw new ConflictError(`sandbox ${sbx.record.name} already has an interface named ${ep.ifname}`, { cause: err });
+        }
+        throw err;
+      }
+      if (!br.icc) await host.setBridgePort(veth.index, { isolated: true });
+      await host.setLinkUp(veth.index);
+
+      inner = ctx.sys.netlink(sbx.nsFd);
+      const links = await inner.listLinks();
+      const lo = links.find((l) => l.name === 'lo');
+      if (lo && !lo.up) await inner.setLinkUp(lo.index);
+      const eth = links.find((l) => l.name === ep.ifname);
+      if (!eth) throw new SyscallError('netlink', 'ENODEV', `interface ${ep.ifname} did not appear in sandbox ${sbx.record.name}`);
+      for (const cidr of [ep.ipv4, ep.ipv6]) {
+        if (!cidr) continue;
+        const c = parseCidr(cidr);
+        await inner.addAddress(eth.index, c.family, cidr.split('/')[0]!, c.prefixLen);
+      }
+      await inner.setLinkUp(eth.index);
+      if (!net.internal) {
+        for (const [family, gw] of [[4, ep.gateway4], [6, ep.gateway6]] as const) {
+          if (!gw) continue;
+          const routes = await inner.listRoutes(family);
+          // The first network with a gateway gives the default route (Docker's behaviour for multi-homed containers).
+          if (routes.some((r) => r.dstLen === 0)) continue;
+          parseIp(gw);
+          await inner.addRoute({ family, gateway: gw, oif: eth.index });
+        }
+      }
+    } finally {
+      host.close();
+      inner?.close();
+    }
+  }
+
+  async leave(_net: NetworkRecord, ep: EndpointRecord, sbx: OpenSandbox | undefined, ctx: DriverContext): Promise<void> {
+    const host = ctx.sys.netlink();
+    try {
+      const link = ep.hostIfname ? await host.getLinkByName(ep.hostIfname) : undefined;
+      if (link) await host.deleteLink(link.index); // takes the peer in the sandbox with it
+    } finally {
+      host.close();
+    }
+    if (!sbx) return;
+    // If the host end was already gone but the sandbox end survived (moved, renamed by hand), drop it too.
+    const inner = ctx.sys.netlink(sbx.nsFd);
+    try {
+      const peer = await inner.getLinkByName(ep.ifname);
+      if (peer && peer.kind === 'veth' && peer.mac === ep.mac) await inner.deleteLink(peer.index);
+    } finally {
+      inner.close();
+    }
+  }
+
+  ownedLinks(net: NetworkRecord, eps: EndpointRecord[]): string[] {
+    const out = eps.map((e) => e.hostIfname).filter((x): x is string => Boolean(x));
+    if (net.bridge) out.push(net.bridge.name);
+    return out;
+  }
+
+  endpointPresent(net: NetworkRecord, ep: EndpointRecord, hostLinks: LinkInfo[]): boolean {
+    const bridge = hostLinks.find((l) => l.name === net.bridge?.name);
+    const veth = hostLinks.find((l) => l.name === ep.hostIfname);
+    return Boolean(bridge && veth && veth.master === bridge.index && veth.up);
+  }
+
+  firewall(net: NetworkRecord): FwNetwork | undefined {
+    const br = net.bridge;
+    if (!br) return undefined;
+    return {
+      id: net.id,
+      name: net.name,
+      bridge: br.name,
+      subnets: net.subnets.map((s) => ({ family: parseCidr(s.subnet).family, cidr: s.subnet })),
+      internal: net.internal,
+      icc: br.icc,
+      masquerade: br.masquerade,
+    };
+  }
+}
+
+function ensureSysctl(ctx: DriverContext, key: string, value: string): void {
+  if (ctx.sys.sysctl.get(key) !== value) ctx.sys.sysctl.set(key, value);
+}

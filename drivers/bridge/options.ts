@@ -1,0 +1,69 @@
+// Docker-compatible options of the bridge driver (pure parsing and validation).
+import { InvalidConfigError } from '../../src/errors.js';
+
+export const OPT = {
+  NAME: 'com.docker.network.bridge.name',
+  ICC: 'com.docker.network.bridge.enable_icc',
+  MASQ: 'com.docker.network.bridge.enable_ip_masquerade',
+  MTU: 'com.docker.network.driver.mtu',
+  HOST_BINDING: 'com.docker.network.bridge.host_binding_ipv4',
+  DEFAULT_BRIDGE: 'com.docker.network.bridge.default_bridge',
+  IFACE_PREFIX: 'com.docker.network.container_iface_prefix',
+} as const;
+
+const KNOWN = new Set<string>(Object.values(OPT));
+
+export const IFNAMSIZ = 15;
+const IFNAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/** Linux interface names: 1-15 bytes, no '/', whitespace or ':' (we also refuse shell/iptables metacharacters). */
+export function validateIfname(name: string, what: string): void {
+  if (!name) throw new InvalidConfigError(`${what} must not be empty`);
+  if (Buffer.byteLength(name) > IFNAMSIZ) throw new InvalidConfigError(`${what} "${name}" is ${Buffer.byteLength(name)} bytes long: Linux allows at most ${IFNAMSIZ}`);
+  if (!IFNAME_RE.test(name)) throw new InvalidConfigError(`${what} "${name}" may only contain letters, digits, '_', '.' and '-', and must start with a letter or digit`);
+}
+
+export function parseBool(key: string, value: string): boolean {
+  const v = value.trim().toLowerCase();
+  if (v === 'true' || v === '1' || v === 'yes') return true;
+  if (v === 'false' || v === '0' || v === 'no') return false;
+  throw new InvalidConfigError(`option ${key}=${value}: expected true or false`);
+}
+
+export function parseMtu(value: string | number, what = 'MTU'): number {
+  const n = typeof value === 'number' ? value : /^\d+$/.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < 68 || n > 65535) throw new InvalidConfigError(`${what} "${value}" must be a whole number from 68 to 65535`);
+  return n;
+}
+
+export interface BridgeOptions {
+  name?: string;
+  icc: boolean;
+  masquerade: boolean;
+  mtu?: number;
+  ifacePrefix: string;
+}
+
+export function parseBridgeOptions(options: Record<string, string>, mtuFlag?: number): BridgeOptions {
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.has(key)) throw new InvalidConfigError(`unknown option "${key}" for the bridge driver (known: ${[...KNOWN].join(', ')})`);
+  }
+  const out: BridgeOptions = { icc: true, masquerade: true, ifacePrefix: 'eth' };
+  if (options[OPT.NAME] !== undefined) {
+    validateIfname(options[OPT.NAME]!, 'bridge name');
+    out.name = options[OPT.NAME];
+  }
+  if (options[OPT.ICC] !== undefined) out.icc = parseBool(OPT.ICC, options[OPT.ICC]!);
+  if (options[OPT.MASQ] !== undefined) out.masquerade = parseBool(OPT.MASQ, options[OPT.MASQ]!);
+  if (options[OPT.MTU] !== undefined) out.mtu = parseMtu(options[OPT.MTU]!);
+  if (mtuFlag !== undefined) {
+    if (out.mtu !== undefined && out.mtu !== mtuFlag) throw new InvalidConfigError(`--mtu ${mtuFlag} contradicts ${OPT.MTU}=${out.mtu}`);
+    out.mtu = parseMtu(mtuFlag);
+  }
+  if (options[OPT.IFACE_PREFIX] !== undefined) {
+    const p = options[OPT.IFACE_PREFIX]!;
+    if (!/^[A-Za-z][A-Za-z0-9_-]{0,9}$/.test(p)) throw new InvalidConfigError(`${OPT.IFACE_PREFIX}="${p}": use 1-10 letters, digits, '_' or '-', starting with a letter`);
+    out.ifacePrefix = p;
+  }
+  return out;
+}

@@ -1,0 +1,90 @@
+// A small, strict command-line parser: --flag value, --flag=value, -f value,
+// repeatable list flags, booleans, and "--" to end flags. Unknown flags are errors.
+import { InvalidConfigError } from '../errors.js';
+
+export interface FlagSpec {
+  name: string;
+  short?: string;
+  type: 'bool' | 'string' | 'list';
+  help: string;
+  metavar?: string;
+}
+
+export interface Parsed {
+  flags: Record<string, string | boolean | string[] | undefined>;
+  positionals: string[];
+  /** Arguments after "--" (left untouched). */
+  rest: string[];
+}
+
+export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], opts: { stopAtFirstPositional?: boolean } = {}): Parsed {
+  const byLong = new Map(specs.map((s) => [s.name, s]));
+  const byShort = new Map(specs.filter((s) => s.short).map((s) => [s.short!, s]));
+  const flags: Parsed['flags'] = {};
+  const positionals: string[] = [];
+  let rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      rest = argv.slice(i + 1);
+      break;
+    }
+    if (opts.stopAtFirstPositional && positionals.length && !a.startsWith('-')) {
+      rest = argv.slice(i);
+      break;
+    }
+    let spec: FlagSpec | undefined;
+    let inline: string | undefined;
+    if (a.startsWith('--') && a.length > 2) {
+      const eq = a.indexOf('=');
+      const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+      inline = eq >= 0 ? a.slice(eq + 1) : undefined;
+      spec = byLong.get(name);
+      if (!spec) throw new InvalidConfigError(`unknown flag: --${name}`);
+    } else if (a.startsWith('-') && a.length > 1 && !/^-\d/.test(a)) {
+      const name = a.slice(1, 2);
+      spec = byShort.get(name);
+      if (!spec) throw new InvalidConfigError(`unknown shorthand flag: '${name}' in ${a}`);
+      if (a.length > 2) inline = a.slice(2).replace(/^=/, '');
+    } else {
+      positionals.push(a);
+      continue;
+    }
+    if (spec.type === 'bool') {
+      if (inline !== undefined && !['true', 'false'].includes(inline)) throw new InvalidConfigError(`flag --${spec.name} takes true or false, not "${inline}"`);
+      flags[spec.name] = inline !== 'false';
+      continue;
+    }
+    const value = inline ?? argv[++i];
+    if (value === undefined) throw new InvalidConfigError(`flag --${spec.name} needs a value`);
+    if (spec.type === 'string') {
+      if (flags[spec.name] !== undefined) throw new InvalidConfigError(`flag --${spec.name} given twice`);
+      flags[spec.name] = value;
+    } else {
+      flags[spec.name] = [...((flags[spec.name] as string[] | undefined) ?? []), value];
+    }
+  }
+  return { flags, positionals, rest };
+}
+
+/** "k=v" pairs into a record; every entry must have a key and '='. */
+export function keyValues(list: string[] | undefined, what: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of list ?? []) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new InvalidConfigError(`invalid ${what} "${item}": expected KEY=VALUE`);
+    const k = item.slice(0, eq);
+    if (k in out) throw new InvalidConfigError(`${what} ${k} given twice`);
+    out[k] = item.slice(eq + 1);
+  }
+  return out;
+}
+
+export function flagHelp(specs: readonly FlagSpec[]): string {
+  const rows = specs.map((s) => {
+    const left = `${s.short ? `-${s.short}, ` : '    '}--${s.name}${s.type === 'bool' ? '' : ` ${s.metavar ?? (s.type === 'list' ? 'list' : 'string')}`}`;
+    return [left, s.help];
+  });
+  const w = Math.max(...rows.map((r) => r[0]!.length), 10);
+  return rows.map(([l, h]) => `  ${l!.padEnd(w)}   ${h}`).join('\n');
+}

@@ -1,0 +1,92 @@
+// Output shapes: Docker's `network inspect` keys, sandbox inspect, aligned tables.
+import type { EndpointRecord, NetworkRecord, SandboxRecord, State } from '../controller/model.js';
+
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]! + 3)))
+      .join('')
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n');
+}
+
+export function inspectNetwork(n: NetworkRecord, s: State): Record<string, unknown> {
+  const containers: Record<string, unknown> = {};
+  for (const e of Object.values(s.endpoints).filter((x) => x.networkId === n.id)) {
+    const sbx = s.sandboxes[e.sandboxId];
+    containers[e.sandboxId] = {
+      Name: sbx?.name ?? '',
+      EndpointID: e.id,
+      MacAddress: e.mac ?? '',
+      IPv4Address: e.ipv4 ?? '',
+      IPv6Address: e.ipv6 ?? '',
+    };
+  }
+  return {
+    Name: n.name,
+    Id: n.id,
+    Created: n.created,
+    Scope: 'local',
+    Driver: n.driver,
+    EnableIPv6: n.enableIPv6,
+    IPAM: {
+      Driver: 'default',
+      Options: null,
+      Config: n.subnets.map((x) => {
+        const c: Record<string, unknown> = { Subnet: x.subnet, Gateway: x.gateway };
+        if (x.ipRange) c.IPRange = x.ipRange;
+        if (Object.keys(x.auxAddresses).length) c.AuxiliaryAddresses = x.auxAddresses;
+        return c;
+      }),
+    },
+    Internal: n.internal,
+    Attachable: false,
+    Ingress: false,
+    ConfigFrom: { Network: '' },
+    ConfigOnly: false,
+    Containers: containers,
+    Options: n.options,
+    Labels: n.labels,
+  };
+}
+
+function endpointSettings(e: EndpointRecord, n: NetworkRecord | undefined): Record<string, unknown> {
+  const [ip4, len4] = (e.ipv4 ?? '/').split('/');
+  const [ip6, len6] = (e.ipv6 ?? '/').split('/');
+  return {
+    NetworkID: e.networkId,
+    EndpointID: e.id,
+    Driver: n?.driver ?? '',
+    InterfaceName: e.ifname || null,
+    HostInterfaceName: e.hostIfname ?? null,
+    MacAddress: e.mac ?? '',
+    IPAddress: ip4 ?? '',
+    IPPrefixLen: len4 ? Number(len4) : 0,
+    Gateway: e.gateway4 ?? '',
+    GlobalIPv6Address: ip6 ?? '',
+    GlobalIPv6PrefixLen: len6 ? Number(len6) : 0,
+    IPv6Gateway: e.gateway6 ?? '',
+  };
+}
+
+export function inspectSandbox(x: SandboxRecord, s: State): Record<string, unknown> {
+  const networks: Record<string, unknown> = {};
+  for (const e of Object.values(s.endpoints).filter((y) => y.sandboxId === x.id)) {
+    const n = s.networks[e.networkId];
+    networks[n?.name ?? e.networkId] = endpointSettings(e, n);
+  }
+  const owner = x.containerOf ? s.sandboxes[x.containerOf] : undefined;
+  return {
+    Id: x.id,
+    Name: x.name,
+    Created: x.created,
+    Kind: x.kind,
+    SandboxKey: x.key,
+    NetworkMode: x.kind === 'container' ? `container:${owner?.name ?? x.containerOf}` : x.kind === 'host' ? 'host' : undefined,
+    Pid: x.pid,
+    Networks: networks,
+  };
+}
+
+export const shortId = (id: string) => id.slice(0, 12);

@@ -1,0 +1,375 @@
+// The tsnet command line: Docker's words and flags where Docker has them.
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { compose, defaultSettings, type FirewallChoice, type Composed } from '../compose.js';
+import { createRootLogger, LOG_LEVELS, type LogLevel } from '../log.js';
+import { asTsnetError, InvalidConfigError, NotFoundError } from '../errors.js';
+import { flagHelp, keyValues, parseArgs, type FlagSpec } from './args.js';
+import { inspectNetwork, inspectSandbox, shortId, table } from './format.js';
+import type { State } from '../controller/model.js';
+
+const GLOBAL_FLAGS: FlagSpec[] = [
+  { name: 'root', type: 'string', help: 'state directory (env TSNET_ROOT, default /var/lib/tsnet)', metavar: 'DIR' },
+  { name: 'run-dir', type: 'string', help: 'runtime directory for namespace pins (env TSNET_RUN, default /run/tsnet)', metavar: 'DIR' },
+  { name: 'firewall', type: 'string', help: 'firewall backend: auto, iptables or none (env TSNET_FIREWALL)', metavar: 'NAME' },
+  { name: 'log-level', short: 'l', type: 'string', help: `log level: ${LOG_LEVELS.join(', ')} (env TSNET_LOG_LEVEL, default warn)`, metavar: 'LEVEL' },
+  { name: 'help', short: 'h', type: 'bool', help: 'show help' },
+  { name: 'version', short: 'v', type: 'bool', help: 'print the version' },
+];
+
+const FORMAT: FlagSpec = { name: 'format', short: 'f', type: 'string', help: "output format: 'table' or 'json'", metavar: 'FMT' };
+const QUIET: FlagSpec = { name: 'quiet', short: 'q', type: 'bool', help: 'only print IDs' };
+const CONNECT_FLAGS: FlagSpec[] = [
+  { name: 'ip', type: 'string', help: 'static IPv4 address', metavar: 'ADDR' },
+  { name: 'ip6', type: 'string', help: 'static IPv6 address', metavar: 'ADDR' },
+  { name: 'ifname', type: 'string', help: 'interface name inside the sandbox (default eth0, eth1, ...)', metavar: 'NAME' },
+];
+
+interface Command {
+  path: string;
+  usage: string;
+  summary: string;
+  flags: FlagSpec[];
+  run(args: { flags: Record<string, unknown>; positionals: string[]; rest: string[] }, env: Env): Promise<number>;
+  minArgs?: number;
+  maxArgs?: number;
+}
+
+interface Env {
+  tsnet(): Composed;
+  out(s: string): void;
+}
+
+const str = (v: unknown) => (v === undefined ? undefined : String(v));
+const list = (v: unknown) => (v as string[] | undefined) ?? [];
+
+function formatOf(flags: Record<string, unknown>): 'table' | 'json' {
+  const f = str(flags.format) ?? 'table';
+  if (f !== 'table' && f !== 'json') throw new InvalidConfigError(`unknown --format "${f}": use table or json`);
+  return f;
+}
+
+const COMMANDS: Command[] = [
+  {
+    path: 'network create',
+    usage: 'tsnet network create [OPTIONS] NETWORK',
+    summary: 'Create a network',
+    minArgs: 1,
+    maxArgs: 1,
+    flags: [
+      { name: 'driver', short: 'd', type: 'string', help: 'driver that manages the network (default bridge)', metavar: 'NAME' },
+      { name: 'subnet', type: 'list', help: 'subnet in CIDR form (repeat for IPv4 + IPv6)', metavar: 'CIDR' },
+      { name: 'gateway', type: 'list', help: 'gateway for a subnet', metavar: 'ADDR' },
+      { name: 'ip-range', type: 'list', help: 'allocate container addresses from a sub-range', metavar: 'CIDR' },
+      { name: 'aux-address', type: 'list', help: 'reserve an address: NAME=ADDR', metavar: 'NAME=ADDR' },
+      { name: 'ipv6', type: 'bool', help: 'enable IPv6 (a ULA /64 is chosen unless --subnet gives one)' },
+      { name: 'internal', type: 'bool', help: 'no external access: no masquerade, no default route' },
+      { name: 'mtu', type: 'string', help: 'MTU of the bridge and veths', metavar: 'BYTES' },
+      { name: 'opt', short: 'o', type: 'list', help: 'driver option KEY=VALUE', metavar: 'KEY=VALUE' },
+      { name: 'label', type: 'list', help: 'metadata KEY=VALUE', metavar: 'KEY=VALUE' },
+    ],
+    async run({ flags, positionals }, env) {
+      const mtu = str(flags.mtu);
+      if (mtu !== undefined && !/^\d+$/.test(mtu)) throw new InvalidConfigError(`--mtu "${mtu}" must be a whole number`);
+      const net = await env.tsnet().controller.createNetwork({
+        name: positionals[0]!,
+        driver: str(flags.driver),
+        subnets: list(flags.subnet),
+        gateways: list(flags.gateway),
+        ipRanges: list(flags['ip-range']),
+        auxAddresses: keyValues(list(flags['aux-address']), 'aux-address'),
+        ipv6: Boolean(flags.ipv6),
+        internal: Boolean(flags.internal),
+        mtu: mtu === undefined ? undefined : Number(mtu),
+        options: keyValues(list(flags.opt), 'option'),
+        labels: keyValues(list(flags.label), 'label'),
+      });
+      env.out(net.id);
+      return 0;
+    },
+  },
+  {
+    path: 'network ls',
+    usage: 'tsnet network ls [OPTIONS]',
+    summary: 'List networks',
+    maxArgs: 0,
+    flags: [FORMAT, QUIET, { name: 'no-trunc', type: 'bool', help: 'do not truncate IDs' }],
+    async run({ flags }, env) {
+      const fmt = formatOf(flags);
+      const s = await env.tsnet().controller.snapshot();
+      const nets = Object.values(s.networks).sort((a, b) => a.name.localeCompare(b.name));
+      const id = (x: string) => (flags['no-trunc'] ? x : shortId(x));
+      if (flags.quiet) nets.forEach((n) => env.out(id(n.id)));
+      else if (fmt === 'json') nets.forEach((n) => env.out(JSON.stringify({ ID: id(n.id), Name: n.name, Driver: n.driver, Scope: 'local', IPv6: n.enableIPv6, Internal: n.internal })));
+      else env.out(table(['NETWORK ID', 'NAME', 'DRIVER', 'SCOPE'], nets.map((n) => [id(n.id), n.name, n.driver, 'local'])));
+      return 0;
+    },
+  },
+  {
+    path: 'network inspect',
+    usage: 'tsnet network inspect NETWORK [NETWORK...]',
+    summary: 'Show networks in detail (JSON, the keys of docker network inspect)',
+    minArgs: 1,
+    flags: [FORMAT],
+    async run({ flags, positionals }, env) {
+      formatOf(flags);
+      const s = await env.tsnet().controller.snapshot();
+      const c = env.tsnet().controller;
+      const found = positionals.map((r) => c.findNetwork(s, r));
+      env.out(JSON.stringify(found.map((n) => inspectNetwork(n, s)), null, 4));
+      return 0;
+    },
+  },
+  {
+    path: 'network rm',
+    usage: 'tsnet network rm NETWORK [NETWORK...]',
+    summary: 'Remove networks',
+    minArgs: 1,
+    flags: [],
+    async run({ positionals }, env) {
+      for (const n of await env.tsnet().controller.removeNetworks(positionals)) env.out(n);
+      return 0;
+    },
+  },
+  {
+    path: 'network prune',
+    usage: 'tsnet network prune [OPTIONS]',
+    summary: 'Remove all networks without endpoints (predefined ones stay)',
+    maxArgs: 0,
+    flags: [{ name: 'force', short: 'f', type: 'bool', help: 'do not ask (tsnet never asks: accepted for Docker compatibility)' }],
+    async run(_a, env) {
+      const removed = await env.tsnet().controller.pruneNetworks();
+      if (removed.length) env.out(['Deleted Networks:', ...removed].join('\n'));
+      return 0;
+    },
+  },
+  {
+    path: 'network connect',
+    usage: 'tsnet network connect [OPTIONS] NETWORK SANDBOX',
+    summary: 'Connect a sandbox to a network',
+    minArgs: 2,
+    maxArgs: 2,
+    flags: CONNECT_FLAGS,
+    async run({ flags, positionals }, env) {
+      await env.tsnet().controller.connect(positionals[0]!, positionals[1]!, { ip: str(flags.ip), ip6: str(flags.ip6), ifname: str(flags.ifname) });
+      return 0;
+    },
+  },
+  {
+    path: 'network disconnect',
+    usage: 'tsnet network disconnect NETWORK SANDBOX',
+    summary: 'Disconnect a sandbox from a network',
+    minArgs: 2,
+    maxArgs: 2,
+    flags: [{ name: 'force', short: 'f', type: 'bool', help: 'accepted for Docker compatibility' }],
+    async run({ positionals }, env) {
+      await env.tsnet().controller.disconnect(positionals[0]!, positionals[1]!);
+      return 0;
+    },
+  },
+  {
+    path: 'sandbox create',
+    usage: 'tsnet sandbox create [OPTIONS] NAME',
+    summary: 'Create a sandbox (a network namespace) and connect it',
+    minArgs: 1,
+    maxArgs: 1,
+    flags: [
+      { name: 'network', type: 'string', help: "network to join: bridge (default), none, host, a network name, or container:SANDBOX", metavar: 'NET' },
+      { name: 'netns', type: 'string', help: 'use an existing namespace by path instead of creating one', metavar: 'PATH' },
+      { name: 'pid', type: 'string', help: 'use the network namespace of a process', metavar: 'PID' },
+      ...CONNECT_FLAGS,
+    ],
+    async run({ flags, positionals }, env) {
+      const pid = str(flags.pid);
+      if (pid !== undefined && !/^\d+$/.test(pid)) throw new InvalidConfigError(`--pid "${pid}" is not a process id`);
+      const sbx = await env.tsnet().controller.createSandbox({
+        name: positionals[0]!,
+        network: str(flags.network),
+        netnsPath: str(flags.netns),
+        pid: pid === undefined ? undefined : Number(pid),
+        ip: str(flags.ip),
+        ip6: str(flags.ip6),
+        ifname: str(flags.ifname),
+      });
+      env.out(sbx.id);
+      return 0;
+    },
+  },
+  {
+    path: 'sandbox ls',
+    usage: 'tsnet sandbox ls [OPTIONS]',
+    summary: 'List sandboxes',
+    maxArgs: 0,
+    flags: [FORMAT, QUIET],
+    async run({ flags }, env) {
+      const fmt = formatOf(flags);
+      const s = await env.tsnet().controller.snapshot();
+      const all = Object.values(s.sandboxes).sort((a, b) => a.name.localeCompare(b.name));
+      const netsOf = (id: string) => networksOf(s, id);
+      if (flags.quiet) all.forEach((x) => env.out(shortId(x.id)));
+      else if (fmt === 'json') all.forEach((x) => env.out(JSON.stringify({ ID: shortId(x.id), Name: x.name, Kind: x.kind, Networks: netsOf(x.id), SandboxKey: x.key })));
+      else env.out(table(['SANDBOX ID', 'NAME', 'KIND', 'NETWORKS', 'KEY'], all.map((x) => [shortId(x.id), x.name, x.kind, netsOf(x.id).join(',') || '-', x.key])));
+      return 0;
+    },
+  },
+  {
+    path: 'sandbox inspect',
+    usage: 'tsnet sandbox inspect SANDBOX [SANDBOX...]',
+    summary: 'Show sandboxes in detail (JSON)',
+    minArgs: 1,
+    flags: [FORMAT],
+    async run({ flags, positionals }, env) {
+      formatOf(flags);
+      const c = env.tsnet().controller;
+      const s = await c.snapshot();
+      const found = positionals.map((r) => c.findSandbox(s, r));
+      env.out(JSON.stringify(found.map((x) => inspectSandbox(x, s)), null, 4));
+      return 0;
+    },
+  },
+  {
+    path: 'sandbox rm',
+    usage: 'tsnet sandbox rm SANDBOX [SANDBOX...]',
+    summary: 'Disconnect and remove sandboxes',
+    minArgs: 1,
+    flags: [],
+    async run({ positionals }, env) {
+      for (const n of await env.tsnet().controller.removeSandboxes(positionals)) env.out(n);
+      return 0;
+    },
+  },
+  {
+    path: 'sandbox exec',
+    usage: 'tsnet sandbox exec SANDBOX COMMAND [ARG...]',
+    summary: "Run a command inside a sandbox's network namespace",
+    minArgs: 1,
+    flags: [],
+    async run({ positionals, rest }, env) {
+      const c = env.tsnet().controller;
+      const s = await c.snapshot();
+      const x = c.findSandbox(s, positionals[0]!);
+      const cmd = [...positionals.slice(1), ...rest];
+      if (!cmd.length) throw new InvalidConfigError('sandbox exec needs a command to run');
+      return new Promise((resolveExit, reject) => {
+        const child = spawn('nsenter', [`--net=${x.key}`, '--', ...cmd], { stdio: 'inherit' });
+        child.on('error', (err) => reject(new NotFoundError(`nsenter (util-linux) is needed for exec: ${err.message}`)));
+        child.on('close', (code, sig) => resolveExit(code ?? (sig ? 128 : 1)));
+      });
+    },
+  },
+  {
+    path: 'system reconcile',
+    usage: 'tsnet system reconcile',
+    summary: 'Bring the kernel back to the recorded state now (every changing command does this first)',
+    maxArgs: 0,
+    flags: [],
+    async run(_a, env) {
+      await env.tsnet().controller.reconcile();
+      return 0;
+    },
+  },
+];
+
+function networksOf(s: State, sandboxId: string): string[] {
+  return Object.values(s.endpoints)
+    .filter((e) => e.sandboxId === sandboxId)
+    .map((e) => s.networks[e.networkId]?.name ?? '?')
+    .sort();
+}
+
+function version(): string {
+  return (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;
+}
+
+function mainHelp(): string {
+  const groups = ['network', 'sandbox', 'system'];
+  const lines = ['Usage: tsnet [GLOBAL OPTIONS] COMMAND', '', 'Container networking for Linux: bridge, host, null and container networks over netlink.', ''];
+  for (const g of groups) {
+    lines.push(`${g[0]!.toUpperCase()}${g.slice(1)} commands:`);
+    for (const c of COMMANDS.filter((x) => x.path.startsWith(`${g} `))) lines.push(`  ${c.path.padEnd(20)} ${c.summary}`);
+    lines.push('');
+  }
+  lines.push('Global options:', flagHelp(GLOBAL_FLAGS), '', "Run 'tsnet COMMAND --help' for a command's options.");
+  return lines.join('\n');
+}
+
+function commandHelp(c: Command): string {
+  return [`Usage: ${c.usage}`, '', c.summary, ...(c.flags.length ? ['', 'Options:', flagHelp(c.flags)] : [])].join('\n');
+}
+
+export async function main(argv: string[], io = { out: (s: string) => process.stdout.write(`${s}\n`), err: (s: string) => process.stderr.write(`${s}\n`) }): Promise<number> {
+  let level: LogLevel = (process.env.TSNET_LOG_LEVEL as LogLevel) || 'warn';
+  try {
+    // Global flags come before the command words.
+    let i = 0;
+    const globalArgs: string[] = [];
+    while (i < argv.length && argv[i]!.startsWith('-')) {
+      const a = argv[i]!;
+      globalArgs.push(a);
+      const spec = GLOBAL_FLAGS.find((f) => a === `--${f.name}` || a === `-${f.short}`);
+      if (spec && spec.type !== 'bool' && !a.includes('=')) globalArgs.push(argv[++i] ?? '');
+      i++;
+    }
+    const g = parseArgs(globalArgs, GLOBAL_FLAGS);
+    if (g.flags.version) {
+      io.out(`tsnet ${version()}`);
+      return 0;
+    }
+    const words = argv.slice(i);
+    if (g.flags['log-level'] !== undefined) level = String(g.flags['log-level']) as LogLevel;
+    if (!LOG_LEVELS.includes(level)) throw new InvalidConfigError(`unknown log level "${level}" (use ${LOG_LEVELS.join(', ')})`);
+    if (!words.length || words[0] === 'help' || g.flags.help) {
+      io.out(mainHelp());
+      return words.length || g.flags.help ? 0 : 2;
+    }
+    const alias = (w: string | undefined) => (w === 'remove' ? 'rm' : w === 'list' ? 'ls' : w);
+    const path = `${words[0]} ${alias(words[1])}`;
+    const cmd = COMMANDS.find((c) => c.path === path);
+    if (!cmd) {
+      const group = COMMANDS.filter((c) => c.path.startsWith(`${words[0]} `));
+      if (group.length && (words[1] === undefined || words[1] === '--help' || words[1] === '-h')) {
+        io.out([`Usage: tsnet ${words[0]} COMMAND`, '', ...group.map((c) => `  ${c.path.padEnd(20)} ${c.summary}`)].join('\n'));
+        return words[1] ? 0 : 2;
+      }
+      throw new InvalidConfigError(`unknown command "${words.slice(0, 2).join(' ')}": see 'tsnet --help'`);
+    }
+    const cmdArgs = words.slice(2);
+    if (cmdArgs.includes('--help') || cmdArgs.includes('-h')) {
+      if (cmd.path !== 'sandbox exec' || cmdArgs.indexOf('--help') < 2) {
+        io.out(commandHelp(cmd));
+        return 0;
+      }
+    }
+    const parsed = parseArgs(cmdArgs, cmd.flags, { stopAtFirstPositional: cmd.path === 'sandbox exec' });
+    if (cmd.path === 'sandbox exec') {
+      parsed.rest = [...parsed.positionals.slice(1), ...parsed.rest];
+      parsed.positionals = parsed.positionals.slice(0, 1);
+    }
+    if (cmd.minArgs !== undefined && parsed.positionals.length < cmd.minArgs) throw new InvalidConfigError(`"tsnet ${cmd.path}" requires at least ${cmd.minArgs} argument(s): ${cmd.usage}`);
+    if (cmd.maxArgs !== undefined && parsed.positionals.length > cmd.maxArgs) throw new InvalidConfigError(`"tsnet ${cmd.path}" accepts at most ${cmd.maxArgs} argument(s): ${cmd.usage}`);
+
+    const fw = str(g.flags.firewall);
+    if (fw !== undefined && !['auto', 'iptables', 'none'].includes(fw)) throw new InvalidConfigError(`unknown --firewall "${fw}" (use auto, iptables or none)`);
+    const log = createRootLogger(level);
+    let composed: Composed | undefined;
+    const env: Env = {
+      tsnet: () => {
+        if (!composed) {
+          const d = defaultSettings();
+          composed = compose(
+            { root: str(g.flags.root) ?? d.root, runDir: str(g.flags['run-dir']) ?? d.runDir, firewall: (fw as FirewallChoice | undefined) ?? d.firewall },
+            log,
+          );
+        }
+        return composed;
+      },
+      out: io.out,
+    };
+    return await cmd.run(parsed, env);
+  } catch (err) {
+    const e = asTsnetError(err);
+    io.err(`Error: ${e.message}`);
+    if (level === 'debug' || level === 'trace') io.err(String((err as Error)?.stack ?? err));
+    return e.mapping.exit;
+  }
+}

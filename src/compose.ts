@@ -1,0 +1,75 @@
+// The only place that builds the object graph. Entry points call compose() with
+// their settings and get a controller; nothing else holds sockets or state.
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { delimiter, join, resolve } from 'node:path';
+import type { Logger } from './log.js';
+import type { SystemPorts } from './system/ports.js';
+import { createRealSystem } from './system/real/index.js';
+import { Store } from './store/store.js';
+import { emptyState, type State } from './controller/model.js';
+import { Controller } from './controller/controller.js';
+import { DriverRegistry } from './driverapi/driver.js';
+import { NullDriver } from '../drivers/null/index.js';
+import { HostDriver } from '../drivers/host/index.js';
+import { BridgeDriver } from '../drivers/bridge/index.js';
+import { NoFirewall, type FirewallBackend } from './firewall/backend.js';
+import { IptablesBackend } from './firewall/iptables/backend.js';
+import { InvalidConfigError } from './errors.js';
+
+export type FirewallChoice = 'auto' | 'iptables' | 'none';
+
+export interface Settings {
+  root: string;
+  runDir: string;
+  firewall: FirewallChoice;
+}
+
+export function defaultSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+  return {
+    root: env.TSNET_ROOT || '/var/lib/tsnet',
+    runDir: env.TSNET_RUN || '/run/tsnet',
+    firewall: (env.TSNET_FIREWALL as FirewallChoice) || 'auto',
+  };
+}
+
+export function onPath(cmd: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  return (env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter).some((d) => d && existsSync(join(d, cmd)));
+}
+
+export function chooseFirewall(choice: FirewallChoice, sys: SystemPorts, log: Logger): FirewallBackend {
+  const fwLog = log.child({ component: 'firewall' });
+  switch (choice) {
+    case 'iptables':
+      return new IptablesBackend(sys.exec, fwLog);
+    case 'none':
+      return new NoFirewall();
+    case 'auto':
+      if (onPath('iptables-restore') && onPath('iptables-save')) return new IptablesBackend(sys.exec, fwLog);
+      log.warn('iptables-restore not found: running without firewall rules (no masquerade, no isolation); install iptables');
+      return new NoFirewall();
+    default:
+      throw new InvalidConfigError(`unknown firewall backend "${String(choice)}" (use iptables, none or auto)`);
+  }
+}
+
+/** Instance tag: links carry it so that two tsnet roots on one host never reclaim each other's objects. */
+export const instanceTag = (root: string) => createHash('sha256').update(resolve(root)).digest('hex').slice(0, 8);
+
+export interface Composed {
+  controller: Controller;
+  sys: SystemPorts;
+  store: Store<State>;
+  settings: Settings;
+}
+
+export function compose(settings: Settings, log: Logger, sys: SystemPorts = createRealSystem(log)): Composed {
+  const root = resolve(settings.root);
+  const runDir = resolve(settings.runDir);
+  const instance = instanceTag(root);
+  const store = new Store<State>(root, emptyState, log.child({ component: 'store' }));
+  const drivers = new DriverRegistry().register(new BridgeDriver(instance)).register(new HostDriver()).register(new NullDriver());
+  const firewall = chooseFirewall(settings.firewall, sys, log);
+  const controller = new Controller({ store, sys, firewall, drivers, log, runDir, instance, random: (n) => randomBytes(n) });
+  return { controller, sys, store, settings: { ...settings, root, runDir } };
+}

@@ -1,0 +1,604 @@
+// The controller: validates requests, records intent in the store, drives the
+// drivers and the firewall, and reconciles the kernel with the recorded state
+// at the start of every operation that changes anything.
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../log.js';
+import type { Store, StoreTx } from '../store/store.js';
+import type { LinkInfo, SystemPorts } from '../system/ports.js';
+import type { FirewallBackend, FwState } from '../firewall/backend.js';
+import type { DriverContext, DriverRegistry, OpenSandbox } from '../driverapi/driver.js';
+import type { EndpointRecord, NetworkRecord, SandboxRecord, State } from './model.js';
+import { AlreadyExistsError, ConflictError, InvalidConfigError, NotFoundError, runAll } from '../errors.js';
+import { allocateAddress, planIpam, prefixLenOf, releaseAddresses } from '../ipam/allocator.js';
+import { macFromBytes, macFromIpv4, parseCidr, parseIp, type Cidr } from '../ipam/addr.js';
+import { findByRef, validateName } from './lookup.js';
+import { faultPoint } from '../fault.js';
+import { OPT, validateIfname } from '../../drivers/bridge/options.js';
+import { CONTAINER_PREFIX, checkRemovable, isContainerMode, planShare } from '../../drivers/container/index.js';
+
+export interface ControllerDeps {
+  store: Store<State>;
+  sys: SystemPorts;
+  firewall: FirewallBackend;
+  drivers: DriverRegistry;
+  log: Logger;
+  runDir: string;
+  /** Tag of this tsnet instance (derived from its state root) carried by every link it makes. */
+  instance: string;
+  random: (n: number) => Buffer;
+}
+
+export interface CreateNetworkRequest {
+  name: string;
+  driver?: string;
+  subnets?: string[];
+  gateways?: string[];
+  ipRanges?: string[];
+  auxAddresses?: Record<string, string>;
+  ipv6?: boolean;
+  internal?: boolean;
+  mtu?: number;
+  options?: Record<string, string>;
+  labels?: Record<string, string>;
+}
+
+export interface ConnectOptions {
+  ip?: string;
+  ip6?: string;
+  ifname?: string;
+}
+
+export interface CreateSandboxRequest extends ConnectOptions {
+  name: string;
+  /** 'bridge' (default), 'none', 'host', a network name, or 'container:NAME'. */
+  network?: string;
+  /** Use an existing namespace by path instead of creating one. */
+  netnsPath?: string;
+  /** Use the namespace of a process. */
+  pid?: number;
+}
+
+export const PREDEFINED = ['bridge', 'host', 'none'] as const;
+
+const now = () => new Date().toISOString();
+
+export class Controller {
+  private readonly ctx: DriverContext;
+  constructor(private readonly d: ControllerDeps) {
+    this.ctx = { sys: d.sys, log: d.log.child({ component: 'driver' }) };
+  }
+
+  private hex(bytes = 32): string {
+    return this.d.random(bytes).toString('hex');
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  /** The current state, initialising the store (predefined networks) if it is new. */
+  async snapshot(): Promise<State> {
+    const s = this.d.store.read();
+    if (Object.keys(s.networks).length) return s;
+    return this.d.store.transact(async (tx) => this.reconcileLocked(tx));
+  }
+
+  findNetwork(s: State, ref: string): NetworkRecord {
+    return findByRef(Object.values(s.networks), ref, 'network');
+  }
+
+  findSandbox(s: State, ref: string): SandboxRecord {
+    return findByRef(Object.values(s.sandboxes), ref, 'sandbox');
+  }
+
+  endpointsOf(s: State, pred: (e: EndpointRecord) => boolean): EndpointRecord[] {
+    return Object.values(s.endpoints).filter(pred);
+  }
+
+  // ---------------------------------------------------------------- networks
+
+  async createNetwork(req: CreateNetworkRequest): Promise<NetworkRecord> {
+    validateName(req.name, 'network');
+    return this.d.store.transact(async (tx) => {
+      const s = await this.reconcileLocked(tx);
+      if (Object.values(s.networks).some((n) => n.name === req.name)) throw new AlreadyExistsError(`network with name ${req.name} already exists`);
+      const driverName = req.driver ?? 'bridge';
+      const driver = this.d.drivers.get(driverName);
+      if (!driver.userCreatable) throw new InvalidConfigError(`only one instance of "${driverName}" network is allowed: use the predefined one`);
+      if (req.mtu !== undefined && (!Number.isInteger(req.mtu) || req.mtu < 68 || req.mtu > 65535)) {
+        throw new InvalidConfigError(`--mtu ${req.mtu} must be a whole number from 68 to 65535`);
+      }
+      const net = await this.planNetwork(s, { ...req, driver: driverName });
+      s.networks[net.id] = net;
+      tx.write(s);
+      try {
+        await faultPoint('network-create:before-apply');
+        await driver.ensureNetwork(net, this.ctx);
+        await this.d.firewall.reconcile(this.desiredFirewall(s));
+        await faultPoint('network-create:after-apply');
+      } catch (err) {
+        await this.rollback(tx, s, `create network ${net.name}`, err, async () => {
+          await runAll('rollback', [
+            () => driver.deleteNetwork(net, this.ctx),
+            async () => {
+              delete s.networks[net.id];
+              await this.d.firewall.reconcile(this.desiredFirewall(s));
+            },
+          ]);
+        });
+      }
+      net.phase = 'ready';
+      tx.write(s);
+      return net;
+    });
+  }
+
+  private async planNetwork(s: State, req: CreateNetworkRequest & { driver: string }): Promise<NetworkRecord> {
+    const driver = this.d.drivers.get(req.driver);
+    const id = this.hex();
+    const hostLinks = await this.hostLinks();
+    const plan = driver.plan(
+      { name: req.name, driver: req.driver, internal: Boolean(req.internal), enableIPv6: Boolean(req.ipv6), mtu: req.mtu, options: req.options ?? {} },
+      { networks: Object.values(s.networks), hostLinks, id },
+    );
+    const subnetsReq = req.subnets ?? [];
+    const ipv6 = Boolean(req.ipv6) || subnetsReq.some((x) => x.includes(':'));
+    let subnets: NetworkRecord['subnets'] = [];
+    if (driver.type === 'bridge') {
+      subnets = planIpam(
+        { subnets: subnetsReq, gateways: req.gateways ?? [], ipRanges: req.ipRanges ?? [], auxAddresses: req.auxAddresses ?? {}, ipv6 },
+        { taken: this.takenSubnets(s), hostRoutes: await this.hostRoutes(hostLinks, s), ulaSeed: this.d.random(5) },
+      );
+    } else if (subnetsReq.length || req.gateways?.length) {
+      throw new InvalidConfigError(`driver ${req.driver} takes no IPAM configuration`);
+    }
+    return {
+      id,
+      name: req.name,
+      driver: req.driver,
+      created: now(),
+      phase: 'creating',
+      predefined: false,
+      internal: Boolean(req.internal),
+      enableIPv6: ipv6,
+      options: plan.options,
+      labels: req.labels ?? {},
+      subnets,
+      bridge: plan.bridge,
+    };
+  }
+
+  async removeNetworks(refs: string[]): Promise<string[]> {
+    return this.d.store.transact(async (tx) => {
+      const s = await this.reconcileLocked(tx);
+      // Validate every name first: a bad one changes nothing.
+      const nets = refs.map((r) => this.findNetwork(s, r));
+      for (const n of nets) this.checkNetworkRemovable(s, n);
+      const removed: string[] = [];
+      for (const n of nets) {
+        await this.removeNetworkLocked(tx, s, n);
+        removed.push(n.name);
+      }
+      return removed;
+    });
+  }
+
+  private checkNetworkRemovable(s: State, n: NetworkRecord): void {
+    if (n.predefined) throw new ConflictError(`${n.name} is a pre-defined network and cannot be removed`);
+    const eps = this.endpointsOf(s, (e) => e.networkId === n.id);
+    if (eps.length) {
+      const names = eps.map((e) => s.sandboxes[e.sandboxId]?.name ?? e.sandboxId.slice(0, 12));
+      throw new ConflictError(`network ${n.name} has active endpoints (${names.join(', ')}): disconnect them first`);
+    }
+  }
+
+  private async removeNetworkLocked(tx: StoreTx<State>, s: State, n: NetworkRecord): Promise<void> {
+    n.phase = 'removing';
+    tx.write(s);
+    await faultPoint('network-rm:after-mark');
+    const driver = this.d.drivers.get(n.driver);
+    await runAll(`remove network ${n.name}`, [
+      () => this.d.firewall.reconcile(this.desiredFirewall(s)),
+      () => driver.deleteNetwork(n, this.ctx),
+    ]);
+    delete s.networks[n.id];
+    tx.write(s);
+  }
+
+  async pruneNetworks(): Promise<string[]> {
+    return this.d.store.transact(async (tx) => {
+      const s = await this.reconcileLocked(tx);
+      const unused = Object.values(s.networks).filter((n) => !n.predefined && !this.endpointsOf(s, (e) => e.networkId === n.id).length);
+      for (const n of unused) await this.removeNetworkLocked(tx, s, n);
+      return unused.map((n) => n.name);
+    });
+  }
+
+  // ---------------------------------------------------------------- endpoints
+
+  async connect(netRef: string, sbxRef: string, opts: ConnectOptions = {}): Promise<EndpointRecord> {
+    return this.d.store.transact(async (tx) => {
+      const s = await this.reconcileLocked(tx);
+      const net = this.findNetwork(s, netRef);
+      const sbx = this.findSandbox(s, sbxRef);
+      return this.connectLocked(tx, s, net, sbx, opts);
+    });
+  }
+
+  private async connectLocked(tx: StoreTx<State>, s: State, net: NetworkRecord, sbx: SandboxRecord, opts: ConnectOptions): Promise<EndpointRecord> {
+    const mine = this.endpointsOf(s, (e) => e.sandboxId === sbx.id);
+    if (mine.some((e) => e.networkId === net.id)) throw new AlreadyExistsError(`sandbox ${sbx.name} is already connected to network ${net.name}`);
+    if (sbx.kind === 'container') throw new ConflictError(`sandbox ${sbx.name} shares the network namespace of another sandbox (container mode): it cannot be connected to networks`);
+    if ((net.driver === 'host') !== (sbx.kind === 'host')) {
+      throw new ConflictError(net.driver === 'host' ? `only sandboxes created with --network host can use the host network` : `sandbox ${sbx.name} uses the host's network namespace: it cannot be connected to other networks`);
+    }
+    const netOf = (e: EndpointRecord) => s.networks[e.networkId];
+    if (net.driver === 'null' && mine.length) throw new ConflictError(`sandbox ${sbx.name} is connected to other networks: it cannot also join ${net.name} (driver null)`);
+    if (mine.some((e) => netOf(e)?.driver === 'null')) throw new ConflictError(`sandbox ${sbx.name} is on the none network: it cannot be connected to other networks`);
+    if (net.driver !== 'bridge' && (opts.ip || opts.ip6 || opts.ifname)) {
+      throw new InvalidConfigError(`--ip, --ip6 and --ifname apply to bridge networks only (network ${net.name} uses driver ${net.driver})`);
+    }
+
+    const id = this.hex();
+    const ep: EndpointRecord = { id, networkId: net.id, sandboxId: sbx.id, phase: 'creating', ifname: '' };
+    if (net.driver === 'bridge') {
+      const prefix = net.options[OPT.IFACE_PREFIX] ?? 'eth';
+      if (opts.ifname !== undefined) {
+        validateIfname(opts.ifname, 'interface name');
+        if (mine.some((e) => e.ifname === opts.ifname)) throw new ConflictError(`sandbox ${sbx.name} already has an interface named ${opts.ifname}`);
+        ep.ifname = opts.ifname;
+      } else {
+        let i = 0;
+        while (mine.some((e) => e.ifname === `${prefix}${i}`)) i++;
+        ep.ifname = `${prefix}${i}`;
+      }
+      ep.hostIfname = `tsv${id.slice(0, 12)}`;
+      const hasFamily = (f: 4 | 6) => net.subnets.some((x) => parseCidr(x.subnet).family === f);
+      if (opts.ip6 && !net.enableIPv6) throw new InvalidConfigError(`network ${net.name} does not have IPv6 enabled: --ip6 ${opts.ip6} cannot be used`);
+      // Allocation mutates the subnets' usage maps; it all lands in one write below.
+      if (hasFamily(4)) {
+        const a = allocateAddress(net.subnets, 4, id, net.name, opts.ip);
+        ep.ipv4 = `${a.address}/${prefixLenOf(a.subnet.subnet)}`;
+        ep.gateway4 = net.internal ? undefined : a.subnet.gateway;
+        ep.mac = macFromIpv4(parseIp(a.address).value);
+      } else if (opts.ip) {
+        throw new InvalidConfigError(`network ${net.name} has no IPv4 subnet for --ip ${opts.ip}`);
+      }
+      if (net.enableIPv6 && hasFamily(6)) {
+        const a = allocateAddress(net.subnets, 6, id, net.name, opts.ip6);
+        ep.ipv6 = `${a.address}/${prefixLenOf(a.subnet.subnet)}`;
+        ep.gateway6 = net.internal ? undefined : a.subnet.gateway;
+      }
+      ep.mac ??= macFromBytes(this.d.random(4));
+    }
+    s.endpoints[id] = ep;
+    tx.write(s);
+    try {
+      await faultPoint('connect:before-join');
+      await this.withSandbox(s, sbx, (open) => this.d.drivers.get(net.driver).join(net, ep, open, this.ctx));
+      await faultPoint('connect:after-join');
+    } catch (err) {
+      await this.rollback(tx, s, `connect ${sbx.name} to ${net.name}`, err, () => this.teardownEndpoint(s, ep));
+    }
+    ep.phase = 'ready';
+    tx.write(s);
+    return ep;
+  }
+
+  async disconnect(netRef: string, sbxRef: string): Promise<void> {
+    await this.d.store.transact(async (tx) => {
+      const s = await this.reconcileLocked(tx);
+      const net = this.findNetwork(s, netRef);
+      const sbx = this.findSandbox(s, sbxRef);
+      const ep = this.endpointsOf(s, (e) => e.networkId === net.id && e.sandboxId === sbx.id)[0];
+      if (!ep) throw new NotFoundError(`sandbox ${sbx.name} is not connected to network ${net.name}`);
+      ep.phase = 'removing';
+      tx.write(s);
+      await faultPoint('disconnect:after-mark');
+      await this.teardownEndpoint(s, ep);
+      tx.write(s);
+    });
+  }
+
+  /** Idempotent: removes the endpoint's plumbing, frees its addresses, drops the record. */
+  private async teardownEndpoint(s: State, ep: EndpointRecord): Promise<void> {
+    const net = s.networks[ep.networkId];
+    const sbx = s.sandboxes[ep.sandboxId];
+    if (net) {
+      const driver = this.d.drivers.get(net.driver);
+      const alive = sbx ? this.namespaceAlive(s, sbx) : false;
+      if (alive && sbx) await this.withSandbox(s, sbx, (open) => driver.leave(net, ep, open, this.ctx));
+      else await driver.leave(net, ep, undefined, this.ctx);
+      releaseAddresses(net.subnets, ep.id);
+    }
+    delete s.endpoints[ep.id];
+  }
+
+  // ---------------------------------------------------------------- sandboxes
+
+  async createSandbox(req: CreateSandboxRequest): Promise<SandboxRecord> {
+    validateName(req.name, 'sandbox');
+    if (req.netnsPath !== undefined && req.pid !== undefined) throw new InvalidConfigError('--netns and --pid cannot be used together');
+    if (req.pid !== undefined && (!Number.isInteger(req.pid) || req.pid <= 0)) throw new InvalidConfigError(`--pid ${req.pid} is not a process id`);
+    const network = req.network ?? 'bridge';
+    return this.d.store.transact(async (tx) => {
+      const s = await this.reconcileLocked(tx);
+      if (Object.values(s.sandboxes).some((x) => x.name === req.name)) throw new AlreadyExistsError(`sandbox with name ${req.name} already exists`);
+      const id = this.hex();
+      const pin = join(this.d.runDir, 'netns', req.name);
+      let sbx: SandboxRecord;
+      let net: NetworkRecord | undefined;
+      if (isContainerMode(network)) {
+        if (req.netnsPath || req.pid || req.ip || req.ip6 || req.ifname) throw new InvalidConfigError('container network mode takes no --netns, --pid, --ip, --ip6 or --ifname');
+        const target = this.findSandbox(s, network.slice(CONTAINER_PREFIX.length));
+        const share = planShare(target, s);
+        sbx = { id, name: req.name, kind: 'container', key: share.key, containerOf: target.id, phase: 'creating', created: now() };
+      } else {
+        net = this.findNetwork(s, network);
+        if (net.driver === 'host') {
+          if (req.netnsPath || req.pid) throw new InvalidConfigError('--network host uses the host namespace: --netns and --pid do not apply');
+          sbx = { id, name: req.name, kind: 'host', key: pin, phase: 'creating', created: now() };
+        } else if (req.netnsPath) {
+          if (this.d.sys.netns.inode(req.netnsPath) === undefined) throw new NotFoundError(`${req.netnsPath} is not a network namespace`);
+          sbx = { id, name: req.name, kind: 'path', key: req.netnsPath, phase: 'creating', created: now() };
+        } else if (req.pid !== undefined) {
+          if (this.d.sys.netns.inode(`/proc/${req.pid}/ns/net`) === undefined) throw new NotFoundError(`process ${req.pid} not found`);
+          sbx = { id, name: req.name, kind: 'pid', key: pin, pid: req.pid, phase: 'creating', created: now() };
+        } else {
+          sbx = { id, name: req.name, kind: 'named', key: pin, phase: 'creating', created: now() };
+        }
+      }
+      s.sandboxes[id] = sbx;
+      tx.write(s);
+      try {
+        if (sbx.kind === 'named') this.d.sys.netns.create(pin);
+        else if (sbx.kind === 'pid') this.d.sys.netns.pin(`/proc/${req.pid}/ns/net`, pin);
+        else if (sbx.kind === 'host') this.d.sys.netns.pin('/proc/self/ns/net', pin);
+        await faultPoint('sandbox-create:after-netns');
+        if (net) await this.connectLocked(tx, s, net, sbx, { ip: req.ip, ip6: req.ip6, ifname: req.ifname });
+      } catch (err) {
+        await this.rollback(tx, s, `create sandbox ${req.name}`, err, () => this.teardownSandbox(s, sbx));
+      }
+      sbx.phase = 'ready';
+      tx.write(s);
+      return sbx;
+    });
+  }
+
+  async removeSandboxes(refs: string[]): Promise<string[]> {
+    return this.d.store.transact(async (tx) => {
+      const s = await this.reconcileLocked(tx);
+      const list = refs.map((r) => this.findSandbox(s, r));
+      for (const x of list) checkRemovable(x, s);
+      for (const x of list) {
+        x.phase = 'removing';
+        tx.write(s);
+        await faultPoint('sandbox-rm:after-mark');
+        await this.teardownSandbox(s, x);
+        tx.write(s);
+      }
+      return list.map((x) => x.name);
+    });
+  }
+
+  /** Idempotent: disconnects every endpoint, unpins a namespace tsnet pinned, drops the record. */
+  private async teardownSandbox(s: State, sbx: SandboxRecord): Promise<void> {
+    await runAll(`remove sandbox ${sbx.name}`, [
+      ...this.endpointsOf(s, (e) => e.sandboxId === sbx.id).map((e) => () => this.teardownEndpoint(s, e)),
+      () => {
+        if (sbx.kind === 'named' || sbx.kind === 'pid' || sbx.kind === 'host') this.d.sys.netns.remove(sbx.key);
+      },
+    ]);
+    delete s.sandboxes[sbx.id];
+  }
+
+  private namespaceAlive(s: State, sbx: SandboxRecord): boolean {
+    if (sbx.kind === 'container') {
+      const owner = sbx.containerOf ? s.sandboxes[sbx.containerOf] : undefined;
+      return Boolean(owner && owner.phase !== 'removing' && this.namespaceAlive(s, owner));
+    }
+    return this.d.sys.netns.inode(sbx.key) !== undefined;
+  }
+
+  private async withSandbox<T>(s: State, sbx: SandboxRecord, fn: (open: OpenSandbox) => Promise<T>): Promise<T> {
+    if (!this.namespaceAlive(s, sbx)) throw new NotFoundError(`the network namespace of sandbox ${sbx.name} (${sbx.key}) is gone`);
+    const fd = this.d.sys.netns.open(sbx.key);
+    try {
+      return await fn({ record: sbx, nsFd: fd });
+    } finally {
+      this.d.sys.netns.close(fd);
+    }
+  }
+
+  // ---------------------------------------------------------------- reconcile
+
+  async reconcile(): Promise<State> {
+    return this.d.store.transact((tx) => this.reconcileLocked(tx));
+  }
+
+  /** Undo a failed operation; a failed undo leaves the record for the next reconcile. */
+  private async rollback(tx: StoreTx<State>, s: State, what: string, cause: unknown, undo: () => Promise<void>): Promise<never> {
+    try {
+      await undo();
+      tx.write(s);
+    } catch (undoErr) {
+      this.d.log.error({ err: undoErr }, `${what}: rollback incomplete, the next command will finish it`);
+    }
+    throw cause;
+  }
+
+  private takenSubnets(s: State): Array<{ cidr: Cidr; network: string }> {
+    return Object.values(s.networks).flatMap((n) => n.subnets.map((x) => ({ cidr: parseCidr(x.subnet) as Cidr, network: n.name })));
+  }
+
+  private async hostLinks(): Promise<LinkInfo[]> {
+    const nl = this.d.sys.netlink();
+    try {
+      return await nl.listLinks();
+    } finally {
+      nl.close();
+    }
+  }
+
+  /** Destinations of the host's IPv4 and IPv6 routes, but default routes and those of our own bridges. */
+  private async hostRoutes(links: LinkInfo[], s: State): Promise<Cidr[]> {
+    const ours = new Set(Object.values(s.networks).map((n) => n.bridge?.name).filter(Boolean));
+    const ourIdx = new Set(links.filter((l) => ours.has(l.name)).map((l) => l.index));
+    const nl = this.d.sys.netlink();
+    try {
+      const routes = [...(await nl.listRoutes(4)), ...(await nl.listRoutes(6))];
+      return routes
+        .filter((r) => r.dst && r.dstLen > 0 && !(r.oif && ourIdx.has(r.oif)))
+        .filter((r) => !(r.family === 6 && r.dst!.startsWith('fe80')))
+        .map((r) => parseCidr(`${r.dst}/${r.dstLen}`) as Cidr);
+    } finally {
+      nl.close();
+    }
+  }
+
+  private desiredFirewall(s: State): FwState {
+    const networks = Object.values(s.networks)
+      .filter((n) => n.phase !== 'removing')
+      .map((n) => this.d.drivers.get(n.driver).firewall(n))
+      .filter((x): x is NonNullable<typeof x> => Boolean(x));
+    return { networks };
+  }
+
+  private async predefinedNetworks(s: State): Promise<NetworkRecord[]> {
+    const bridge = await this.planNetwork(s, {
+      name: 'bridge',
+      driver: 'bridge',
+      options: {
+        [OPT.NAME]: 'tsnet0',
+        [OPT.ICC]: 'true',
+        [OPT.MASQ]: 'true',
+        [OPT.MTU]: '1500',
+      },
+    });
+    const base = { created: now(), phase: 'ready' as const, predefined: true, internal: false, enableIPv6: false, options: {}, labels: {}, subnets: [] };
+    return [
+      { ...bridge, phase: 'ready', predefined: true, options: { ...bridge.options, [OPT.DEFAULT_BRIDGE]: 'true' } },
+      { ...base, id: this.hex(), name: 'host', driver: 'host' },
+      { ...base, id: this.hex(), name: 'none', driver: 'null' },
+    ];
+  }
+
+  /**
+   * Brings kernel and store into agreement, holding the store lock:
+   * operations a dead process left in flight are finished or undone, sandboxes
+   * whose namespace is gone are dropped, missing bridges and veths are re-created,
+   * tsnet-tagged links and namespace pins nobody owns are removed, and the
+   * firewall is rewritten if it differs from what the networks need.
+   */
+  private async reconcileLocked(tx: StoreTx<State>): Promise<State> {
+    const s = tx.state;
+    const log = this.d.log.child({ component: 'reconcile' });
+    let dirty = false;
+    const problems: unknown[] = [];
+    const attempt = async (what: string, fn: () => Promise<unknown> | unknown) => {
+      try {
+        await fn();
+      } catch (err) {
+        log.warn({ err }, `reconcile: ${what} failed`);
+        problems.push(err);
+      }
+    };
+
+    if (!Object.values(s.networks).some((n) => n.predefined)) {
+      for (const n of await this.predefinedNetworks(s)) s.networks[n.id] = n;
+      dirty = true;
+    }
+
+    // 1. Operations in flight when their process died: undo creations, finish removals.
+    for (const ep of Object.values(s.endpoints).filter((e) => e.phase !== 'ready')) {
+      log.info({ endpoint: ep.id, phase: ep.phase }, 'finishing interrupted endpoint operation');
+      await attempt(`endpoint ${ep.id}`, () => this.teardownEndpoint(s, ep));
+      dirty = true;
+    }
+    for (const sbx of Object.values(s.sandboxes).filter((x) => x.phase !== 'ready')) {
+      log.info({ sandbox: sbx.name, phase: sbx.phase }, 'finishing interrupted sandbox operation');
+      await attempt(`sandbox ${sbx.name}`, () => this.teardownSandbox(s, sbx));
+      dirty = true;
+    }
+    for (const n of Object.values(s.networks).filter((x) => x.phase !== 'ready')) {
+      log.info({ network: n.name, phase: n.phase }, 'finishing interrupted network operation');
+      await attempt(`network ${n.name}`, async () => {
+        for (const e of this.endpointsOf(s, (x) => x.networkId === n.id)) await this.teardownEndpoint(s, e);
+        await this.d.drivers.get(n.driver).deleteNetwork(n, this.ctx);
+        delete s.networks[n.id];
+      });
+      dirty = true;
+    }
+
+    // 2. Sandboxes whose namespace has disappeared (process exited, netns deleted by hand).
+    for (const sbx of Object.values(s.sandboxes)) {
+      if (this.namespaceAlive(s, sbx)) continue;
+      log.info({ sandbox: sbx.name, key: sbx.key }, 'sandbox namespace is gone: releasing its endpoints');
+      await attempt(`dead sandbox ${sbx.name}`, () => this.teardownSandbox(s, sbx));
+      dirty = true;
+    }
+    if (dirty) tx.write(s);
+
+    // 3. Kernel objects: re-create what is missing, remove what nobody owns.
+    let links = await this.hostLinks();
+    for (const n of Object.values(s.networks)) {
+      const driver = this.d.drivers.get(n.driver);
+      if (!driver.networkPresent(n, links)) {
+        log.info({ network: n.name }, 're-creating network objects');
+        await attempt(`network ${n.name}`, () => driver.ensureNetwork(n, this.ctx));
+      }
+    }
+    links = await this.hostLinks();
+    for (const ep of Object.values(s.endpoints)) {
+      const n = s.networks[ep.networkId];
+      const sbx = s.sandboxes[ep.sandboxId];
+      if (!n || !sbx) continue;
+      const driver = this.d.drivers.get(n.driver);
+      if (driver.endpointPresent(n, ep, links)) continue;
+      log.info({ endpoint: ep.id, network: n.name, sandbox: sbx.name }, 're-creating endpoint plumbing');
+      await attempt(`endpoint ${ep.id}`, () =>
+        this.withSandbox(s, sbx, async (open) => {
+          await driver.leave(n, ep, open, this.ctx);
+          await driver.join(n, ep, open, this.ctx);
+        }),
+      );
+    }
+    const owned = new Set<string>();
+    for (const n of Object.values(s.networks)) {
+      const eps = this.endpointsOf(s, (e) => e.networkId === n.id);
+      for (const l of this.d.drivers.get(n.driver).ownedLinks(n, eps)) owned.add(l);
+    }
+    const tag = `tsnet:${this.d.instance}:`;
+    const nl = this.d.sys.netlink();
+    try {
+      for (const l of await nl.listLinks()) {
+        if (l.alias?.startsWith(tag) && !owned.has(l.name)) {
+          log.info({ link: l.name, alias: l.alias }, 'removing leaked link');
+          await attempt(`leaked link ${l.name}`, () => nl.deleteLink(l.index));
+        }
+      }
+    } finally {
+      nl.close();
+    }
+    const pins = new Set(Object.values(s.sandboxes).map((x) => x.key));
+    const pinDir = join(this.d.runDir, 'netns');
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(pinDir);
+    } catch {
+      entries = [];
+    }
+    for (const e of entries) {
+      const p = join(pinDir, e);
+      if (!pins.has(p)) {
+        log.info({ path: p }, 'removing leaked namespace pin');
+        await attempt(`leaked namespace ${p}`, () => this.d.sys.netns.remove(p));
+      }
+    }
+
+    // 4. Firewall: one transaction, only if something differs.
+    const fw = await this.d.firewall.reconcile(this.desiredFirewall(s));
+    if (fw.changed) log.info('firewall rules restored');
+    if (problems.length) log.warn({ count: problems.length }, 'reconcile finished with problems');
+    return s;
+  }
+}

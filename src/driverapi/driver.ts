@@ -1,0 +1,82 @@
+// The NetworkDriver interface and the driver registry.
+import type { SystemPorts, LinkInfo } from '../system/ports.js';
+import type { Logger } from '../log.js';
+import type { FwNetwork } from '../firewall/backend.js';
+import type { EndpointRecord, NetworkRecord, SandboxRecord } from '../controller/model.js';
+import { InvalidConfigError } from '../errors.js';
+
+export interface DriverContext {
+  sys: SystemPorts;
+  log: Logger;
+}
+
+export interface NetworkSpec {
+  name: string;
+  driver: string;
+  internal: boolean;
+  enableIPv6: boolean;
+  mtu?: number;
+  options: Record<string, string>;
+}
+
+export interface PlanContext {
+  /** Networks that exist already (for name clashes of devices). */
+  networks: NetworkRecord[];
+  /** Links of the host namespace. */
+  hostLinks: LinkInfo[];
+  /** The id chosen for the new network. */
+  id: string;
+}
+
+/** What a driver decided about a new network (merged into the NetworkRecord). */
+export interface DriverNetworkPlan {
+  bridge?: NetworkRecord['bridge'];
+  options: Record<string, string>;
+}
+
+/** A sandbox opened for the duration of one operation. */
+export interface OpenSandbox {
+  record: SandboxRecord;
+  /** fd of its network namespace. */
+  nsFd: number;
+}
+
+export interface NetworkDriver {
+  readonly type: string;
+  /** Whether users may create networks of this driver (host and null are singletons). */
+  readonly userCreatable: boolean;
+  /** Pure: validates driver options and decides the driver's part of the network. */
+  plan(spec: NetworkSpec, ctx: PlanContext): DriverNetworkPlan;
+  /** Idempotent: makes the network's kernel objects exist as recorded. */
+  ensureNetwork(net: NetworkRecord, ctx: DriverContext): Promise<void>;
+  /** Idempotent: removes the network's kernel objects. */
+  deleteNetwork(net: NetworkRecord, ctx: DriverContext): Promise<void>;
+  /** Plumbs the endpoint into the sandbox. */
+  join(net: NetworkRecord, ep: EndpointRecord, sbx: OpenSandbox, ctx: DriverContext): Promise<void>;
+  /** Idempotent: removes the endpoint's plumbing; sbx is undefined when the namespace is gone. */
+  leave(net: NetworkRecord, ep: EndpointRecord, sbx: OpenSandbox | undefined, ctx: DriverContext): Promise<void>;
+  /** Host links this network and its endpoints own (reconcile keeps these). */
+  ownedLinks(net: NetworkRecord, eps: EndpointRecord[]): string[];
+  /** Whether the endpoint's host-side plumbing is present among the host links. */
+  endpointPresent(net: NetworkRecord, ep: EndpointRecord, hostLinks: LinkInfo[]): boolean;
+  /** Whether the network's kernel objects look complete among the host links. */
+  networkPresent(net: NetworkRecord, hostLinks: LinkInfo[]): boolean;
+  /** The network as the firewall backend sees it, if it needs rules. */
+  firewall(net: NetworkRecord): FwNetwork | undefined;
+}
+
+export class DriverRegistry {
+  private readonly drivers = new Map<string, NetworkDriver>();
+  register(d: NetworkDriver): this {
+    this.drivers.set(d.type, d);
+    return this;
+  }
+  get(type: string): NetworkDriver {
+    const d = this.drivers.get(type);
+    if (!d) throw new InvalidConfigError(`unknown network driver "${type}" (available: ${[...this.drivers.keys()].join(', ')})`);
+    return d;
+  }
+  types(): string[] {
+    return [...this.drivers.keys()];
+  }
+}

@@ -1,0 +1,36 @@
+// The firewall backend interface. Drivers describe networks at this level
+// (bridge, subnets, policy flags); backends decide the rules. Every change is
+// applied as one transaction, and reconcile() is the only entry point: given the
+// complete desired set it brings the kernel to it, touching only tsnet's objects.
+import type { Family } from '../system/ports.js';
+
+export interface FwNetwork {
+  /** Network id (hex); short forms name per-network chains. */
+  id: string;
+  name: string;
+  bridge: string;
+  subnets: Array<{ family: Family; cidr: string }>;
+  internal: boolean;
+  icc: boolean;
+  masquerade: boolean;
+}
+
+export interface FwState {
+  networks: FwNetwork[];
+}
+
+export interface FirewallBackend {
+  readonly name: 'iptables' | 'none';
+  /** Brings the kernel to exactly `desired`; returns whether anything had to change. */
+  reconcile(desired: FwState): Promise<{ changed: boolean }>;
+  /** Removes every tsnet rule and chain (hooks included), leaving others' rules alone. */
+  removeAll(): Promise<void>;
+}
+
+export class NoFirewall implements FirewallBackend {
+  readonly name = 'none' as const;
+  async reconcile(): Promise<{ changed: boolean }> {
+    return { changed: false };
+  }
+  async removeAll(): Promise<void> {}
+}

@@ -1,0 +1,156 @@
+// Pure rendering of tsnet's iptables rules, and the pure planning of the one
+// iptables-restore transaction that takes the kernel from what iptables-save
+// shows to what we want. Rule text is written in the canonical form iptables-save
+// prints, so that "what is there" and "what we want" compare as plain strings.
+import type { Family } from '../../system/ports.js';
+import type { FwNetwork, FwState } from '../backend.js';
+import type { SavedRuleset } from './parse.js';
+
+export const CHAIN = {
+  USER: 'TSNET-USER',
+  FORWARD: 'TSNET-FORWARD',
+  ISO1: 'TSNET-ISOLATION-1',
+  ISO2: 'TSNET-ISOLATION-2',
+  POSTROUTING: 'TSNET-POSTROUTING',
+} as const;
+
+export const networkChain = (id: string) => `TSNET-N-${id.slice(0, 12)}`;
+const comment = (n: FwNetwork) => `-m comment --comment "tsnet:${n.name}"`;
+
+export interface DesiredTable {
+  /** tsnet-owned chains (TSNET-USER excluded) and their rules in order. */
+  chains: Map<string, string[]>;
+  /** Jumps from built-in chains, in the order they must appear. */
+  hooks: Array<{ chain: string; rule: string }>;
+  /** Whether TSNET-USER must exist in this table. */
+  userChain: boolean;
+}
+
+export type DesiredRuleset = Map<'filter' | 'nat', DesiredTable>;
+
+/** What tsnet wants in one address family's tables. */
+export function renderDesired(state: FwState, family: Family): DesiredRuleset {
+  const nets = state.networks
+    .map((n) => ({ ...n, subnets: n.subnets.filter((s) => s.family === family) }))
+    .filter((n) => n.subnets.length > 0)
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const out: DesiredRuleset = new Map();
+  if (!nets.length) {
+    out.set('filter', { chains: new Map(), hooks: [], userChain: false });
+    out.set('nat', { chains: new Map(), hooks: [], userChain: false });
+    return out;
+  }
+
+  const filter = new Map<string, string[]>();
+  const fwd: string[] = [`-j ${CHAIN.ISO1}`];
+  const iso1: string[] = [];
+  const iso2: string[] = [];
+  for (const n of nets) {
+    const br = n.bridge;
+    const ch = networkChain(n.id);
+    fwd.push(`-o ${br} ${comment(n)} -j ${ch}`, `-i ${br} ${comment(n)} -j ${ch}`);
+    iso1.push(`-i ${br} ! -o ${br} -j ${CHAIN.ISO2}`);
+    iso2.push(`-o ${br} -j DROP`);
+    const rules: string[] = [];
+    if (n.internal) {
+      rules.push(`-i ${br} -o ${br} -j ${n.icc ? 'ACCEPT' : 'DROP'}`, `-i ${br} -j DROP`, `-o ${br} -j DROP`);
+    } else {
+      rules.push(
+        `-o ${br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+        `-i ${br} -o ${br} -j ${n.icc ? 'ACCEPT' : 'DROP'}`,
+        `-i ${br} ! -o ${br} -j ACCEPT`,
+        // New connections from anywhere else to the containers are not forwarded
+        // (published ports get their own accepts ahead of this).
+        `-o ${br} -j DROP`,
+      );
+    }
+    filter.set(ch, rules);
+  }
+  iso1.push('-j RETURN');
+  iso2.push('-j RETURN');
+  filter.set(CHAIN.FORWARD, fwd);
+  filter.set(CHAIN.ISO1, iso1);
+  filter.set(CHAIN.ISO2, iso2);
+
+  const post: string[] = [];
+  for (const n of nets) {
+    if (n.internal || !n.masquerade) continue;
+    for (const s of n.subnets) post.push(`-s ${s.cidr} ! -o ${n.bridge} ${comment(n)} -j MASQUERADE`);
+  }
+  const nat = new Map<string, string[]>([[CHAIN.POSTROUTING, post]]);
+
+  out.set('filter', {
+    chains: filter,
+    userChain: true,
+    hooks: [
+      { chain: 'FORWARD', rule: `-j ${CHAIN.USER}` },
+      { chain: 'FORWARD', rule: `-j ${CHAIN.FORWARD}` },
+    ],
+  });
+  out.set('nat', { chains: nat, userChain: false, hooks: [{ chain: 'POSTROUTING', rule: `-j ${CHAIN.POSTROUTING}` }] });
+  return out;
+}
+
+const isOurs = (chain: string) => chain.startsWith('TSNET-');
+const isOurJump = (rule: string) => /(^|\s)-j TSNET-\S+$/.test(rule);
+
+function hooksInPlace(desired: DesiredTable, saved: SavedRuleset extends Map<string, infer T> ? T | undefined : never): boolean {
+  const byChain = new Map<string, string[]>();
+  for (const h of desired.hooks) byChain.set(h.chain, [...(byChain.get(h.chain) ?? []), h.rule]);
+  for (const [chain, want] of byChain) {
+    const have = (saved?.rules.get(chain) ?? []).filter(isOurJump);
+    if (have.length !== want.length || have.some((r, i) => r !== want[i])) return false;
+  }
+  // Jumps of ours in built-in chains that we no longer want.
+  for (const [chain, rules] of saved?.rules ?? []) {
+    if (isOurs(chain) || byChain.has(chain)) continue;
+    if (rules.some(isOurJump)) return false;
+  }
+  return true;
+}
+
+/**
+ * The iptables-restore --noflush input that turns `saved` into `desired`, or
+ * undefined when they already agree. Declaring a user chain in --noflush mode
+ * flushes it, so each owned chain is rewritten whole; TSNET-USER (the operator's)
+ * is only ever created, never flushed.
+ */
+export function planRestore(desired: DesiredRuleset, saved: SavedRuleset): string | undefined {
+  const blocks: string[] = [];
+  for (const [table, want] of desired) {
+    const have = saved.get(table);
+    const haveChains = have?.chains ?? new Map<string, string>();
+    const stale = [...haveChains.keys()].filter((c) => isOurs(c) && c !== CHAIN.USER && !want.chains.has(c)).sort();
+    const chainsDiffer = [...want.chains].some(([c, rules]) => {
+      if (!haveChains.has(c)) return true;
+      const got = have?.rules.get(c) ?? [];
+      return got.length !== rules.length || got.some((r, i) => r !== rules[i]);
+    });
+    const needUser = want.userChain && !haveChains.has(CHAIN.USER);
+    const hooksOk = hooksInPlace(want, have);
+    if (!stale.length && !chainsDiffer && !needUser && hooksOk) continue;
+
+    const lines: string[] = [`*${table}`];
+    for (const c of [...want.chains.keys()].sort()) lines.push(`:${c} - [0:0]`);
+    for (const c of stale) lines.push(`:${c} - [0:0]`);
+    if (needUser) lines.push(`:${CHAIN.USER} - [0:0]`);
+    if (!hooksOk) {
+      // Remove every jump of ours from built-in chains, then insert the wanted ones at the top.
+      for (const [chain, rules] of have?.rules ?? []) {
+        if (isOurs(chain)) continue;
+        for (const r of rules.filter(isOurJump)) lines.push(`-D ${chain} ${r}`);
+      }
+    }
+    for (const [c, rules] of [...want.chains].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      for (const r of rules) lines.push(`-A ${c} ${r}`);
+    }
+    if (needUser) lines.push(`-A ${CHAIN.USER} -j RETURN`);
+    if (!hooksOk) {
+      for (const h of [...want.hooks].reverse()) lines.push(`-I ${h.chain} 1 ${h.rule}`);
+    }
+    for (const c of stale) lines.push(`-X ${c}`);
+    lines.push('COMMIT');
+    blocks.push(lines.join('\n'));
+  }
+  return blocks.length ? `${blocks.join('\n')}\n` : undefined;
+}

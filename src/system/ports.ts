@@ -1,0 +1,112 @@
+// The system layer's contract. real/ talks to the kernel; fake/ is an in-memory
+// kernel for unit tests of the logic above it. Everything above the system layer
+// depends only on these interfaces.
+
+export type Family = 4 | 6;
+
+export interface LinkInfo {
+  index: number;
+  name: string;
+  kind?: string; // 'bridge', 'veth', ... from IFLA_INFO_KIND
+  mtu: number;
+  mac?: string;
+  master?: number;
+  alias?: string;
+  up: boolean;
+}
+
+export interface AddrInfo {
+  index: number;
+  family: Family;
+  address: string;
+  prefixLen: number;
+}
+
+export interface RouteInfo {
+  family: Family;
+  dst?: string; // undefined = default route
+  dstLen: number;
+  gateway?: string;
+  oif?: number;
+  table: number;
+}
+
+export interface VethSpec {
+  /** Host-side name (in the namespace of the handle). */
+  name: string;
+  /** Peer name, created directly inside the namespace behind peerNetnsFd. */
+  peerName: string;
+  peerNetnsFd: number;
+  mtu?: number;
+  alias?: string;
+  peerMac?: string;
+  master?: number;
+}
+
+export interface BridgeSpec {
+  name: string;
+  mtu?: number;
+  alias?: string;
+  mac?: string;
+}
+
+/** One rtnetlink connection bound to one network namespace. */
+export interface NetlinkHandle {
+  listLinks(): Promise<LinkInfo[]>;
+  getLinkByName(name: string): Promise<LinkInfo | undefined>;
+  createBridge(spec: BridgeSpec): Promise<LinkInfo>;
+  createVeth(spec: VethSpec): Promise<LinkInfo>;
+  setLinkUp(index: number, up?: boolean): Promise<void>;
+  setLinkName(index: number, name: string): Promise<void>;
+  setMtu(index: number, mtu: number): Promise<void>;
+  setBridgePort(index: number, opts: { isolated?: boolean; hairpin?: boolean }): Promise<void>;
+  /** Deletes the link; returns false when it did not exist. */
+  deleteLink(index: number): Promise<boolean>;
+  addAddress(index: number, family: Family, address: string, prefixLen: number): Promise<void>;
+  deleteAddress(index: number, family: Family, address: string, prefixLen: number): Promise<boolean>;
+  listAddresses(family?: Family): Promise<AddrInfo[]>;
+  addRoute(route: { family: Family; dst?: string; dstLen?: number; gateway?: string; oif?: number }): Promise<void>;
+  listRoutes(family: Family): Promise<RouteInfo[]>;
+  close(): void;
+}
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+export interface ExecRunner {
+  /** Runs argv; rejects with CommandError on a non-zero exit unless allowFail. */
+  run(argv: readonly string[], opts?: { input?: string; allowFail?: boolean }): Promise<ExecResult>;
+}
+
+export interface NetnsOps {
+  /** Creates a persistent namespace pinned at path (like `ip netns add`). */
+  create(path: string): void;
+  /** Pins an existing namespace (e.g. /proc/PID/ns/net) at path. */
+  pin(source: string, path: string): void;
+  /** Unpins and removes path; false when it was already gone. */
+  remove(path: string): boolean;
+  /** Opens a namespace file; the caller closes the fd. */
+  open(path: string): number;
+  close(fd: number): void;
+  /** Inode that identifies a namespace, or undefined when the path is gone. */
+  inode(path: string): number | undefined;
+  /** Runs fn synchronously inside the namespace behind fd. */
+  within<T>(fd: number, fn: () => T): T;
+}
+
+export interface SysctlOps {
+  /** key like 'net.ipv4.ip_forward'; nsFd selects the namespace (default: ours). */
+  get(key: string, nsFd?: number): string | undefined;
+  set(key: string, value: string, nsFd?: number): void;
+}
+
+export interface SystemPorts {
+  /** rtnetlink handle for our own namespace (nsFd undefined) or the one behind nsFd. */
+  netlink(nsFd?: number): NetlinkHandle;
+  netns: NetnsOps;
+  exec: ExecRunner;
+  sysctl: SysctlOps;
+}

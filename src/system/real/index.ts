@@ -1,0 +1,16 @@
+import type { SystemPorts } from '../ports.js';
+import type { Logger } from '../../log.js';
+import { RealExec } from './exec.js';
+import { RealNetlink } from './netlink.js';
+import { RealNetns } from './netns.js';
+import { RealSysctl } from './sysctl.js';
+
+export function createRealSystem(log: Logger): SystemPorts {
+  const nlLog = log.child({ component: 'netlink' });
+  return {
+    netlink: (nsFd?: number) => new RealNetlink(nlLog, nsFd),
+    netns: new RealNetns(log.child({ component: 'netns' })),
+    exec: new RealExec(log.child({ component: 'exec' })),
+    sysctl: new RealSysctl(log.child({ component: 'sysctl' })),
+  };
+}

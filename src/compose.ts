@@ -37,15 +37,16 @@ export function onPath(cmd: string, env: NodeJS.ProcessEnv = process.env): boole
   return (env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter).some((d) => d && existsSync(join(d, cmd)));
 }
 
-export function chooseFirewall(choice: FirewallChoice, sys: SystemPorts, log: Logger): FirewallBackend {
+export function chooseFirewall(choice: FirewallChoice, sys: SystemPorts, log: Logger, runDir: string): FirewallBackend {
   const fwLog = log.child({ component: 'firewall' });
+  const iptables = () => new IptablesBackend(sys.exec, fwLog, { generation: sys.firewallGeneration, markFile: join(runDir, 'iptables.mark') });
   switch (choice) {
     case 'iptables':
-      return new IptablesBackend(sys.exec, fwLog);
+      return iptables();
     case 'none':
       return new NoFirewall();
     case 'auto':
-      if (onPath('iptables-restore') && onPath('iptables-save')) return new IptablesBackend(sys.exec, fwLog);
+      if (onPath('iptables-restore') && onPath('iptables-save')) return iptables();
       log.warn('iptables-restore not found: running without firewall rules (no masquerade, no isolation); install iptables');
       return new NoFirewall();
     default:
@@ -69,7 +70,7 @@ export function compose(settings: Settings, log: Logger, sys: SystemPorts = crea
   const instance = instanceTag(root);
   const store = new Store<State>(root, emptyState, log.child({ component: 'store' }));
   const drivers = new DriverRegistry().register(new BridgeDriver(instance)).register(new HostDriver()).register(new NullDriver());
-  const firewall = chooseFirewall(settings.firewall, sys, log);
+  const firewall = chooseFirewall(settings.firewall, sys, log, runDir);
   const controller = new Controller({ store, sys, firewall, drivers, log, runDir, instance, random: (n) => randomBytes(n) });
   return { controller, sys, store, settings: { ...settings, root, runDir } };
 }

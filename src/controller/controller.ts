@@ -78,7 +78,10 @@ export class Controller {
   /** The current state, initialising the store (predefined networks) if it is new. */
   async snapshot(): Promise<State> {
     const s = this.d.store.read();
-    if (Object.keys(s.networks).length) return s;
+    // A record left mid-operation means a process died (or is working right now):
+    // take the lock and reconcile, so even a read-only command leaves nothing leaked.
+    const inFlight = [s.networks, s.endpoints, s.sandboxes].some((m) => Object.values(m).some((x) => x.phase !== 'ready'));
+    if (Object.keys(s.networks).length && !inFlight) return s;
     return this.d.store.transact(async (tx) => this.reconcileLocked(tx));
   }
 
@@ -539,15 +542,18 @@ export class Controller {
     if (dirty) tx.write(s);
 
     // 3. Kernel objects: re-create what is missing, remove what nobody owns.
+    // One link dump serves every check; it is taken again only after a repair.
     let links = await this.hostLinks();
+    let repaired = false;
     for (const n of Object.values(s.networks)) {
       const driver = this.d.drivers.get(n.driver);
       if (!driver.networkPresent(n, links)) {
         log.info({ network: n.name }, 're-creating network objects');
         await attempt(`network ${n.name}`, () => driver.ensureNetwork(n, this.ctx));
+        repaired = true;
       }
     }
-    links = await this.hostLinks();
+    if (repaired) links = await this.hostLinks();
     for (const ep of Object.values(s.endpoints)) {
       const n = s.networks[ep.networkId];
       const sbx = s.sandboxes[ep.sandboxId];
@@ -555,6 +561,7 @@ export class Controller {
       const driver = this.d.drivers.get(n.driver);
       if (driver.endpointPresent(n, ep, links)) continue;
       log.info({ endpoint: ep.id, network: n.name, sandbox: sbx.name }, 're-creating endpoint plumbing');
+      repaired = true;
       await attempt(`endpoint ${ep.id}`, () =>
         this.withSandbox(s, sbx, async (open) => {
           await driver.leave(n, ep, open, this.ctx);
@@ -568,9 +575,10 @@ export class Controller {
       for (const l of this.d.drivers.get(n.driver).ownedLinks(n, eps)) owned.add(l);
     }
     const tag = `tsnet:${this.d.instance}:`;
+    if (repaired) links = await this.hostLinks();
     const nl = this.d.sys.netlink();
     try {
-      for (const l of await nl.listLinks()) {
+      for (const l of links) {
         if (l.alias?.startsWith(tag) && !owned.has(l.name)) {
           log.info({ link: l.name, alias: l.alias }, 'removing leaked link');
           await attempt(`leaked link ${l.name}`, () => nl.deleteLink(l.index));

@@ -109,4 +109,6 @@ export interface SystemPorts {
   netns: NetnsOps;
   exec: ExecRunner;
   sysctl: SysctlOps;
+  /** nftables ruleset generation of our namespace (undefined where nftables is absent). */
+  firewallGeneration(): Promise<number | undefined>;
 }

@@ -4,6 +4,7 @@ import { RealExec } from './exec.js';
 import { RealNetlink } from './netlink.js';
 import { RealNetns } from './netns.js';
 import { RealSysctl } from './sysctl.js';
+import { readNftGeneration } from './nfgen.js';
 
 export function createRealSystem(log: Logger): SystemPorts {
   const nlLog = log.child({ component: 'netlink' });
@@ -12,5 +13,6 @@ export function createRealSystem(log: Logger): SystemPorts {
     netns: new RealNetns(log.child({ component: 'netns' })),
     exec: new RealExec(log.child({ component: 'exec' })),
     sysctl: new RealSysctl(log.child({ component: 'sysctl' })),
+    firewallGeneration: () => readNftGeneration(nlLog),
   };
 }

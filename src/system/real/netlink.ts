@@ -2,6 +2,7 @@
 // namespace: for a foreign namespace the socket is opened inside it in one
 // synchronous addon call (enter, open, leave), and stays bound to it.
 import { createRtNetlink, type RtNetlinkSocket } from 'netlink/dist/rt/rt.js';
+import type { LinkMessage } from 'netlink/dist/rt/structs.js';
 import type { AddrInfo, BridgeSpec, Family, LinkInfo, NetlinkHandle, RouteInfo, VethSpec } from '../ports.js';
 import { SyscallError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -27,6 +28,19 @@ function wrap(op: string, err: unknown): SyscallError {
 
 function macToString(b: Buffer | undefined): string | undefined {
   return b && b.length === 6 ? [...b].map((x) => x.toString(16).padStart(2, '0')).join(':') : undefined;
+}
+
+function toLinkInfo(m: LinkMessage): LinkInfo {
+  return {
+    index: m.data.index ?? 0,
+    name: m.attrs.ifname ?? '',
+    kind: linkKind(m.attrs.linkinfo),
+    mtu: m.attrs.mtu ?? 0,
+    mac: macToString(m.attrs.address),
+    master: m.attrs.master || undefined,
+    alias: m.attrs.ifalias,
+    up: Boolean(m.data.flags?.up),
+  };
 }
 
 export class RealNetlink implements NetlinkHandle {
@@ -55,20 +69,20 @@ export class RealNetlink implements NetlinkHandle {
     } catch (err) {
       throw wrap('list links', err);
     }
-    return msgs.map((m) => ({
-      index: m.data.index ?? 0,
-      name: m.attrs.ifname ?? '',
-      kind: linkKind(m.attrs.linkinfo),
-      mtu: m.attrs.mtu ?? 0,
-      mac: macToString(m.attrs.address),
-      master: m.attrs.master || undefined,
-      alias: m.attrs.ifalias,
-      up: Boolean(m.data.flags?.up),
-    }));
+    return msgs.map(toLinkInfo);
   }
 
+  /** A by-name lookup in the kernel (RTM_GETLINK with IFLA_IFNAME), not a dump: O(1) in the number of links. */
   async getLinkByName(name: string): Promise<LinkInfo | undefined> {
-    return (await this.listLinks()).find((l) => l.name === name);
+    let msgs;
+    try {
+      msgs = await this.sock.getLink({}, { ifname: name });
+    } catch (err) {
+      const e = wrap(`get link ${name}`, err);
+      if (e.errno === 'ENODEV' || e.errno === 'ENOENT') return undefined;
+      throw e;
+    }
+    return msgs.map(toLinkInfo)[0];
   }
 
   private async mustGet(name: string): Promise<LinkInfo> {
@@ -80,10 +94,9 @@ export class RealNetlink implements NetlinkHandle {
   async createBridge(spec: BridgeSpec): Promise<LinkInfo> {
     const attrs = [attrString(IFLA.IFNAME, spec.name), linkinfoBridge()];
     if (spec.mtu) attrs.push(attrU32(IFLA.MTU, spec.mtu));
-    if (spec.alias) attrs.push(attrString(IFLA.IFALIAS, spec.alias));
     if (spec.mac) attrs.push(attrMac(IFLA.ADDRESS, spec.mac));
     await this.raw(`create bridge ${spec.name}`, MSG.NEWLINK, [ifinfomsg(), ...attrs], NLM_F.CREATE | NLM_F.EXCL);
-    return this.mustGet(spec.name);
+    return this.tagged(await this.mustGet(spec.name), spec.alias);
   }
 
   async createVeth(spec: VethSpec): Promise<LinkInfo> {
@@ -92,10 +105,16 @@ export class RealNetlink implements NetlinkHandle {
       linkinfoVeth({ name: spec.peerName, netnsFd: spec.peerNetnsFd, mtu: spec.mtu, mac: spec.peerMac }),
     ];
     if (spec.mtu) attrs.push(attrU32(IFLA.MTU, spec.mtu));
-    if (spec.alias) attrs.push(attrString(IFLA.IFALIAS, spec.alias));
     if (spec.master) attrs.push(attrU32(IFLA.MASTER, spec.master));
     await this.raw(`create veth ${spec.name}/${spec.peerName}`, MSG.NEWLINK, [ifinfomsg(), ...attrs], NLM_F.CREATE | NLM_F.EXCL);
-    return this.mustGet(spec.name);
+    return this.tagged(await this.mustGet(spec.name), spec.alias);
+  }
+
+  /** The kernel ignores IFLA_IFALIAS when creating a link: set it right after. */
+  private async tagged(link: LinkInfo, alias: string | undefined): Promise<LinkInfo> {
+    if (!alias) return link;
+    await this.raw(`set alias of ${link.name}`, MSG.NEWLINK, [ifinfomsg({ index: link.index }), attrString(IFLA.IFALIAS, alias)]);
+    return { ...link, alias };
   }
 
   async setLinkUp(index: number, up = true): Promise<void> {

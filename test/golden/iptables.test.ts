@@ -1,0 +1,94 @@
+// Golden files of the rendered iptables transactions, and the planner's behaviour
+// against parsed iptables-save output. UPDATE_GOLDEN=1 rewrites the files.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { planRestore, renderDesired } from '../../src/firewall/iptables/render.js';
+import { parseIptablesSave } from '../../src/firewall/iptables/parse.js';
+import type { FwState } from '../../src/firewall/backend.js';
+
+const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'golden', 'iptables');
+
+function golden(name: string, actual: string): void {
+  const file = join(GOLDEN, name);
+  if (process.env.UPDATE_GOLDEN || !existsSync(file)) writeFileSync(file, actual);
+  assert.equal(actual, readFileSync(file, 'utf8'), `golden ${name} differs (UPDATE_GOLDEN=1 to accept)`);
+}
+
+const STATE: FwState = {
+  networks: [
+    { id: 'aaaaaaaaaaaa1111', name: 'bridge', bridge: 'tsnet0', subnets: [{ family: 4, cidr: '172.17.0.0/16' }], internal: false, icc: true, masquerade: true },
+    { id: 'bbbbbbbbbbbb2222', name: 'back', bridge: 'tsn-bbbbbbbbbbb', subnets: [{ family: 4, cidr: '10.9.0.0/24' }], internal: true, icc: false, masquerade: true },
+    {
+      id: 'cccccccccccc3333', name: 'dual', bridge: 'tsn-ccccccccccc',
+      subnets: [{ family: 4, cidr: '10.8.0.0/24' }, { family: 6, cidr: 'fd00:8::/64' }], internal: false, icc: true, masquerade: false,
+    },
+  ],
+};
+
+const EMPTY_SAVE = `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n`;
+
+test('first install, IPv4 and IPv6 transactions', () => {
+  golden('install-v4.rules', planRestore(renderDesired(STATE, 4), parseIptablesSave(EMPTY_SAVE))!);
+  golden('install-v6.rules', planRestore(renderDesired(STATE, 6), parseIptablesSave(EMPTY_SAVE))!);
+});
+
+/** What iptables-save would print after applying a plan to an empty ruleset (our chains only). */
+function simulateSave(state: FwState, family: 4 | 6, extraUser: string[] = []): string {
+  const desired = renderDesired(state, family);
+  const out: string[] = [];
+  for (const [table, t] of desired) {
+    out.push(`*${table}`);
+    const builtins = table === 'filter' ? ['INPUT', 'FORWARD', 'OUTPUT'] : ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'];
+    for (const b of builtins) out.push(`:${b} ACCEPT [0:0]`);
+    const chains = [...t.chains.keys(), ...(t.userChain ? ['TSNET-USER'] : [])].sort();
+    for (const c of chains) out.push(`:${c} - [0:0]`);
+    for (const h of t.hooks) out.push(`-A ${h.chain} ${h.rule}`);
+    for (const c of chains) {
+      const rules = c === 'TSNET-USER' ? [...extraUser, '-j RETURN'] : t.chains.get(c)!;
+      for (const r of rules) out.push(`-A ${c} ${r}`);
+    }
+    out.push('COMMIT');
+  }
+  return `${out.join('\n')}\n`;
+}
+
+test('no transaction when the kernel already matches (even with operator rules in TSNET-USER)', () => {
+  const saved = parseIptablesSave(simulateSave(STATE, 4, ['-s 192.0.2.1/32 -j DROP']));
+  assert.equal(planRestore(renderDesired(STATE, 4), saved), undefined);
+});
+
+test('removing a network rewrites our chains and deletes its chain, leaving TSNET-USER alone', () => {
+  const saved = parseIptablesSave(simulateSave(STATE, 4, ['-s 192.0.2.1/32 -j DROP']));
+  const after: FwState = { networks: STATE.networks.filter((n) => n.name !== 'back') };
+  const text = planRestore(renderDesired(after, 4), saved)!;
+  golden('remove-network-v4.rules', text);
+  assert.doesNotMatch(text, /TSNET-USER/);
+  assert.match(text, /^-X TSNET-N-bbbbbbbbbbbb$/m);
+});
+
+test('missing or misordered hooks are removed and re-inserted at the top', () => {
+  const good = simulateSave(STATE, 4);
+  const swapped = good.replace('-A FORWARD -j TSNET-USER\n-A FORWARD -j TSNET-FORWARD', '-A FORWARD -j TSNET-FORWARD\n-A FORWARD -j TSNET-USER');
+  const text = planRestore(renderDesired(STATE, 4), parseIptablesSave(swapped))!;
+  assert.match(text, /-D FORWARD -j TSNET-FORWARD\n-D FORWARD -j TSNET-USER/);
+  assert.match(text, /-I FORWARD 1 -j TSNET-FORWARD\n-I FORWARD 1 -j TSNET-USER\n/);
+});
+
+test('no networks of a family: every trace of tsnet in that family goes', () => {
+  const saved = parseIptablesSave(simulateSave(STATE, 6));
+  const text = planRestore(renderDesired({ networks: [] }, 6), saved)!;
+  golden('uninstall-v6.rules', text);
+  assert.match(text, /-D FORWARD -j TSNET-USER/);
+  assert.match(text, /-X TSNET-FORWARD/);
+});
+
+test('the parser reads tables, policies and rules of iptables-save', () => {
+  const p = parseIptablesSave(`# Generated\n*filter\n:INPUT DROP [5:300]\n:TSNET-X - [0:0]\n-A INPUT -i lo -j ACCEPT\n-A TSNET-X -m comment --comment "tsnet:a b" -j RETURN\nCOMMIT\n`);
+  const f = p.get('filter')!;
+  assert.equal(f.chains.get('INPUT'), 'DROP');
+  assert.deepEqual(f.rules.get('INPUT'), ['-i lo -j ACCEPT']);
+  assert.deepEqual(f.rules.get('TSNET-X'), ['-m comment --comment "tsnet:a b" -j RETURN']);
+});

@@ -1,0 +1,88 @@
+// null, host and container network modes, and sandboxes over existing namespaces.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readlinkSync } from 'node:fs';
+import { skipReason, withHost } from './harness.js';
+
+const skip = skipReason('ping', 'unshare');
+
+test('null driver: the sandbox has only lo, and it is up', { skip }, () =>
+  withHost((h) => {
+    h.ok(['sandbox', 'create', '--network', 'none', 'n']);
+    const links = h.inSandbox('n', 'ip', '-o', 'link').stdout.trim().split('\n');
+    assert.equal(links.length, 1);
+    assert.match(links[0]!, /^1: lo: <LOOPBACK,UP,LOWER_UP>/);
+    assert.ok(Object.values(h.inspect('network', 'none').Containers).some((c: any) => c.Name === 'n'));
+    const r = h.tsnet(['network', 'connect', 'bridge', 'n']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /none network/);
+  }));
+
+test('host driver: the sandbox sees the host links; nothing is created', { skip }, () =>
+  withHost((h) => {
+    h.ok(['sandbox', 'create', 'warm']);
+    const before = h.links();
+    h.ok(['sandbox', 'create', '--network', 'host', 'hs']);
+    assert.deepEqual(h.links(), before, 'no link was added for a host sandbox');
+    const inside = h.inSandbox('hs', 'ip', '-o', 'link').stdout;
+    assert.match(inside, /tsnet0/, 'the host sandbox sees the host bridge');
+    const r = h.tsnet(['network', 'connect', 'bridge', 'hs']);
+    assert.notEqual(r.code, 0);
+    h.ok(['sandbox', 'rm', 'hs']);
+    assert.deepEqual(h.links(), before);
+  }));
+
+test('container mode: B shares A\'s namespace; A cannot be removed while B uses it', { skip }, () =>
+  withHost((h) => {
+    h.ok(['sandbox', 'create', 'a']);
+    h.ok(['sandbox', 'create', '--network', 'container:a', 'b']);
+    const b = h.inspect('sandbox', 'b');
+    assert.equal(b.NetworkMode, 'container:a');
+    assert.equal(b.SandboxKey, h.inspect('sandbox', 'a').SandboxKey);
+    assert.match(h.inNs(b.SandboxKey, 'ip', '-o', 'addr', 'show', 'eth0').stdout, /172\.17\.0\.2\/16/);
+    const r = h.tsnet(['sandbox', 'rm', 'a']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /in use by b/);
+    assert.notEqual(h.tsnet(['network', 'connect', 'bridge', 'b']).code, 0, 'container-mode sandboxes join no networks');
+    h.ok(['sandbox', 'rm', 'b']);
+    h.ok(['sandbox', 'rm', 'a']);
+  }));
+
+test('sandboxes over an existing namespace: by path and by process id', { skip }, async () =>
+  withHost(async (h) => {
+    const ns = h.addNamespace();
+    h.ok(['sandbox', 'create', '--netns', ns, 'p']);
+    assert.match(h.inNs(ns, 'ip', '-o', 'addr', 'show', 'eth0').stdout, /172\.17\.0\.2/);
+    h.ok(['sandbox', 'rm', 'p']);
+    assert.equal(h.inNs(ns, 'ip', 'link', 'show', 'eth0').code, 1, 'eth0 is gone, the namespace (not ours) stays');
+
+    const child = spawn('unshare', ['--net', 'sleep', '60'], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      h.ok(['sandbox', 'create', '--pid', String(child.pid), 'byPid']);
+      const inode = readlinkSync(`/proc/${child.pid}/ns/net`);
+      assert.match(h.inNs(`/proc/${child.pid}/ns/net`, 'ip', '-o', 'addr', 'show', 'eth0').stdout, /172\.17\.0\.\d+/);
+      assert.ok(inode.startsWith('net:['));
+      assert.ok(h.ping('byPid', '172.17.0.1'));
+    } finally {
+      child.kill('SIGKILL');
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    // The namespace outlives the process because tsnet pinned it; rm unpins it.
+    h.ok(['sandbox', 'rm', 'byPid']);
+    assert.equal(h.sh('ls', `${h.runDir}/netns`).stdout.trim(), '');
+  }));
+
+test('a sandbox whose namespace disappears is released by the next command', { skip }, () =>
+  withHost((h) => {
+    const ns = h.addNamespace();
+    h.ok(['sandbox', 'create', '--netns', ns, 'gone']);
+    const name = ns.split('/').pop()!;
+    assert.equal(h.sh('ip', 'netns', 'del', name).code, 0);
+    h.ok(['network', 'ls']);
+    h.ok(['system', 'reconcile']);
+    assert.equal(h.ok(['sandbox', 'ls', '-q']), '');
+    assert.equal(Object.keys(h.inspect('network', 'bridge').Containers).length, 0);
+    assert.deepEqual(h.links().filter((l) => l.startsWith('tsv')), []);
+  }));

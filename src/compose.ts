@@ -23,6 +23,8 @@ export interface Settings {
   root: string;
   runDir: string;
   firewall: FirewallChoice;
+  /** Seconds a full reconcile sweep stays fresh (TSNET_SWEEP_INTERVAL; 0 = every command). */
+  sweepIntervalSec?: number;
 }
 
 export function defaultSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -30,7 +32,14 @@ export function defaultSettings(env: NodeJS.ProcessEnv = process.env): Settings 
     root: env.TSNET_ROOT || '/var/lib/tsnet',
     runDir: env.TSNET_RUN || '/run/tsnet',
     firewall: (env.TSNET_FIREWALL as FirewallChoice) || 'auto',
+    sweepIntervalSec: parseSweep(env.TSNET_SWEEP_INTERVAL),
   };
+}
+
+function parseSweep(v: string | undefined): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d+$/.test(v)) throw new InvalidConfigError(`TSNET_SWEEP_INTERVAL="${v}" must be a whole number of seconds`);
+  return Number(v);
 }
 
 export function onPath(cmd: string, env: NodeJS.ProcessEnv = process.env): boolean {
@@ -71,6 +80,10 @@ export function compose(settings: Settings, log: Logger, sys: SystemPorts = crea
   const store = new Store<State>(root, emptyState, log.child({ component: 'store' }));
   const drivers = new DriverRegistry().register(new BridgeDriver(instance)).register(new HostDriver()).register(new NullDriver());
   const firewall = chooseFirewall(settings.firewall, sys, log, runDir);
-  const controller = new Controller({ store, sys, firewall, drivers, log, runDir, instance, random: (n) => randomBytes(n) });
+  const controller = new Controller({
+    store, sys, firewall, drivers, log, runDir, instance,
+    random: (n) => randomBytes(n),
+    sweepIntervalMs: settings.sweepIntervalSec === undefined ? undefined : settings.sweepIntervalSec * 1000,
+  });
   return { controller, sys, store, settings: { ...settings, root, runDir } };
 }

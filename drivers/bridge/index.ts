@@ -44,8 +44,8 @@ export class BridgeDriver implements NetworkDriver {
     return net.bridge;
   }
 
-  networkPresent(net: NetworkRecord, hostLinks: LinkInfo[]): boolean {
-    const l = hostLinks.find((x) => x.name === net.bridge?.name);
+  networkPresent(net: NetworkRecord, hostLinks: ReadonlyMap<string, LinkInfo>): boolean {
+    const l = net.bridge ? hostLinks.get(net.bridge.name) : undefined;
     return Boolean(l && l.up && l.kind === 'bridge');
   }
 
@@ -182,9 +182,9 @@ export class BridgeDriver implements NetworkDriver {
     return out;
   }
 
-  endpointPresent(net: NetworkRecord, ep: EndpointRecord, hostLinks: LinkInfo[]): boolean {
-    const bridge = hostLinks.find((l) => l.name === net.bridge?.name);
-    const veth = hostLinks.find((l) => l.name === ep.hostIfname);
+  endpointPresent(net: NetworkRecord, ep: EndpointRecord, hostLinks: ReadonlyMap<string, LinkInfo>): boolean {
+    const bridge = net.bridge ? hostLinks.get(net.bridge.name) : undefined;
+    const veth = ep.hostIfname ? hostLinks.get(ep.hostIfname) : undefined;
     return Boolean(bridge && veth && veth.master === bridge.index && veth.up);
   }
 

@@ -357,7 +357,7 @@ export async function main(argv: string[], io = { out: (s: string) => process.st
         if (!composed) {
           const d = defaultSettings();
           composed = compose(
-            { root: str(g.flags.root) ?? d.root, runDir: str(g.flags['run-dir']) ?? d.runDir, firewall: (fw as FirewallChoice | undefined) ?? d.firewall },
+            { ...d, root: str(g.flags.root) ?? d.root, runDir: str(g.flags['run-dir']) ?? d.runDir, firewall: (fw as FirewallChoice | undefined) ?? d.firewall },
             log,
           );
         }

@@ -1,7 +1,7 @@
 // The controller: validates requests, records intent in the store, drives the
 // drivers and the firewall, and reconciles the kernel with the recorded state
 // at the start of every operation that changes anything.
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import type { Store, StoreTx } from '../store/store.js';
@@ -27,6 +27,8 @@ export interface ControllerDeps {
   /** Tag of this tsnet instance (derived from its state root) carried by every link it makes. */
   instance: string;
   random: (n: number) => Buffer;
+  /** How long a full sweep stays fresh (default SWEEP_INTERVAL_MS; 0 = sweep at every command). */
+  sweepIntervalMs?: number;
 }
 
 export interface CreateNetworkRequest {
@@ -62,6 +64,17 @@ export interface CreateSandboxRequest extends ConnectOptions {
 export const PREDEFINED = ['bridge', 'host', 'none'] as const;
 
 const now = () => new Date().toISOString();
+
+/** How long a full sweep of endpoints and leaked objects stays fresh for ordinary commands. */
+export const SWEEP_INTERVAL_MS = 30_000;
+
+function bootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
+}
 
 export class Controller {
   private readonly ctx: DriverContext;
@@ -414,8 +427,9 @@ export class Controller {
 
   // ---------------------------------------------------------------- reconcile
 
+  /** Full reconcile now, including the sweep over every endpoint. */
   async reconcile(): Promise<State> {
-    return this.d.store.transact((tx) => this.reconcileLocked(tx));
+    return this.d.store.transact((tx) => this.reconcileLocked(tx, { sweep: true }));
   }
 
   /** Undo a failed operation; a failed undo leaves the record for the next reconcile. */
@@ -429,17 +443,90 @@ export class Controller {
     throw cause;
   }
 
+  private sweepMarkPath(): string {
+    return join(this.d.runDir, 'sweep.mark');
+  }
+
+  /** Whether the O(endpoints) sweep is due: never done since boot, or done too long ago. */
+  private sweepDue(): boolean {
+    try {
+      const m = JSON.parse(readFileSync(this.sweepMarkPath(), 'utf8')) as { boot: string; at: number };
+      return m.boot !== bootId() || Date.now() - m.at >= (this.d.sweepIntervalMs ?? SWEEP_INTERVAL_MS) || Date.now() < m.at;
+    } catch {
+      return true;
+    }
+  }
+
+  private async sweepLocked(s: State, attempt: (what: string, fn: () => Promise<unknown> | unknown) => Promise<void>, log: Logger): Promise<void> {
+    let links = await this.hostLinkMap();
+    let repaired = false;
+    for (const ep of Object.values(s.endpoints)) {
+      const n = s.networks[ep.networkId];
+      const sbx = s.sandboxes[ep.sandboxId];
+      if (!n || !sbx) continue;
+      const driver = this.d.drivers.get(n.driver);
+      if (driver.endpointPresent(n, ep, links)) continue;
+      log.info({ endpoint: ep.id, network: n.name, sandbox: sbx.name }, 're-creating endpoint plumbing');
+      repaired = true;
+      await attempt(`endpoint ${ep.id}`, () =>
+        this.withSandbox(s, sbx, async (open) => {
+          await driver.leave(n, ep, open, this.ctx);
+          await driver.join(n, ep, open, this.ctx);
+        }),
+      );
+    }
+    const owned = new Set<string>();
+    for (const n of Object.values(s.networks)) {
+      const eps = this.endpointsOf(s, (e) => e.networkId === n.id);
+      for (const l of this.d.drivers.get(n.driver).ownedLinks(n, eps)) owned.add(l);
+    }
+    const tag = `tsnet:${this.d.instance}:`;
+    if (repaired) links = await this.hostLinkMap();
+    const nl = this.d.sys.netlink();
+    try {
+      for (const l of links.values()) {
+        if (l.alias?.startsWith(tag) && !owned.has(l.name)) {
+          log.info({ link: l.name, alias: l.alias }, 'removing leaked link');
+          await attempt(`leaked link ${l.name}`, () => nl.deleteLink(l.index));
+        }
+      }
+    } finally {
+      nl.close();
+    }
+    const pins = new Set(Object.values(s.sandboxes).map((x) => x.key));
+    const pinDir = join(this.d.runDir, 'netns');
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(pinDir);
+    } catch {
+      entries = [];
+    }
+    for (const e of entries) {
+      const p = join(pinDir, e);
+      if (!pins.has(p)) {
+        log.info({ path: p }, 'removing leaked namespace pin');
+        await attempt(`leaked namespace ${p}`, () => this.d.sys.netns.remove(p));
+      }
+    }
+    mkdirSync(this.d.runDir, { recursive: true });
+    writeFileSync(this.sweepMarkPath(), JSON.stringify({ boot: bootId(), at: Date.now() }));
+  }
+
   private takenSubnets(s: State): Array<{ cidr: Cidr; network: string }> {
     return Object.values(s.networks).flatMap((n) => n.subnets.map((x) => ({ cidr: parseCidr(x.subnet) as Cidr, network: n.name })));
   }
 
-  private async hostLinks(): Promise<LinkInfo[]> {
+  private async hostLinks(filter?: { kind?: string }): Promise<LinkInfo[]> {
     const nl = this.d.sys.netlink();
     try {
-      return await nl.listLinks();
+      return await nl.listLinks(filter);
     } finally {
       nl.close();
     }
+  }
+
+  private async hostLinkMap(): Promise<Map<string, LinkInfo>> {
+    return new Map((await this.hostLinks()).map((l) => [l.name, l]));
   }
 
   /** Destinations of the host's IPv4 and IPv6 routes, but default routes and those of our own bridges. */
@@ -492,7 +579,7 @@ export class Controller {
    * tsnet-tagged links and namespace pins nobody owns are removed, and the
    * firewall is rewritten if it differs from what the networks need.
    */
-  private async reconcileLocked(tx: StoreTx<State>): Promise<State> {
+  private async reconcileLocked(tx: StoreTx<State>, opts: { sweep?: boolean } = {}): Promise<State> {
     const s = tx.state;
     const log = this.d.log.child({ component: 'reconcile' });
     let dirty = false;
@@ -541,67 +628,22 @@ export class Controller {
     }
     if (dirty) tx.write(s);
 
-    // 3. Kernel objects: re-create what is missing, remove what nobody owns.
-    // One link dump serves every check; it is taken again only after a repair.
-    let links = await this.hostLinks();
-    let repaired = false;
+    // 3. Kernel objects. Bridges are checked every time (one kernel-filtered dump,
+    //    O(networks)); the sweep over every endpoint's veth, leaked links and pins
+    //    is O(endpoints), so it runs when there is reason to: after a boot, when
+    //    anything above was repaired, on `system reconcile`, or when the last
+    //    sweep is older than SWEEP_INTERVAL_MS.
+    const bridges = new Map((await this.hostLinks({ kind: 'bridge' })).map((l) => [l.name, l]));
+    let repaired = dirty;
     for (const n of Object.values(s.networks)) {
       const driver = this.d.drivers.get(n.driver);
-      if (!driver.networkPresent(n, links)) {
+      if (!driver.networkPresent(n, bridges)) {
         log.info({ network: n.name }, 're-creating network objects');
         await attempt(`network ${n.name}`, () => driver.ensureNetwork(n, this.ctx));
         repaired = true;
       }
     }
-    if (repaired) links = await this.hostLinks();
-    for (const ep of Object.values(s.endpoints)) {
-      const n = s.networks[ep.networkId];
-      const sbx = s.sandboxes[ep.sandboxId];
-      if (!n || !sbx) continue;
-      const driver = this.d.drivers.get(n.driver);
-      if (driver.endpointPresent(n, ep, links)) continue;
-      log.info({ endpoint: ep.id, network: n.name, sandbox: sbx.name }, 're-creating endpoint plumbing');
-      repaired = true;
-      await attempt(`endpoint ${ep.id}`, () =>
-        this.withSandbox(s, sbx, async (open) => {
-          await driver.leave(n, ep, open, this.ctx);
-          await driver.join(n, ep, open, this.ctx);
-        }),
-      );
-    }
-    const owned = new Set<string>();
-    for (const n of Object.values(s.networks)) {
-      const eps = this.endpointsOf(s, (e) => e.networkId === n.id);
-      for (const l of this.d.drivers.get(n.driver).ownedLinks(n, eps)) owned.add(l);
-    }
-    const tag = `tsnet:${this.d.instance}:`;
-    if (repaired) links = await this.hostLinks();
-    const nl = this.d.sys.netlink();
-    try {
-      for (const l of links) {
-        if (l.alias?.startsWith(tag) && !owned.has(l.name)) {
-          log.info({ link: l.name, alias: l.alias }, 'removing leaked link');
-          await attempt(`leaked link ${l.name}`, () => nl.deleteLink(l.index));
-        }
-      }
-    } finally {
-      nl.close();
-    }
-    const pins = new Set(Object.values(s.sandboxes).map((x) => x.key));
-    const pinDir = join(this.d.runDir, 'netns');
-    let entries: string[] = [];
-    try {
-      entries = readdirSync(pinDir);
-    } catch {
-      entries = [];
-    }
-    for (const e of entries) {
-      const p = join(pinDir, e);
-      if (!pins.has(p)) {
-        log.info({ path: p }, 'removing leaked namespace pin');
-        await attempt(`leaked namespace ${p}`, () => this.d.sys.netns.remove(p));
-      }
-    }
+    if (opts.sweep || repaired || this.sweepDue()) await this.sweepLocked(s, attempt, log);
 
     // 4. Firewall: one transaction, only if something differs.
     const fw = await this.d.firewall.reconcile(this.desiredFirewall(s));

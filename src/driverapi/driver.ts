@@ -57,10 +57,10 @@ export interface NetworkDriver {
   leave(net: NetworkRecord, ep: EndpointRecord, sbx: OpenSandbox | undefined, ctx: DriverContext): Promise<void>;
   /** Host links this network and its endpoints own (reconcile keeps these). */
   ownedLinks(net: NetworkRecord, eps: EndpointRecord[]): string[];
-  /** Whether the endpoint's host-side plumbing is present among the host links. */
-  endpointPresent(net: NetworkRecord, ep: EndpointRecord, hostLinks: LinkInfo[]): boolean;
-  /** Whether the network's kernel objects look complete among the host links. */
-  networkPresent(net: NetworkRecord, hostLinks: LinkInfo[]): boolean;
+  /** Whether the endpoint's host-side plumbing is present among the host links (by name). */
+  endpointPresent(net: NetworkRecord, ep: EndpointRecord, hostLinks: ReadonlyMap<string, LinkInfo>): boolean;
+  /** Whether the network's kernel objects look complete among the host links (by name). */
+  networkPresent(net: NetworkRecord, hostLinks: ReadonlyMap<string, LinkInfo>): boolean;
   /** The network as the firewall backend sees it, if it needs rules. */
   firewall(net: NetworkRecord): FwNetwork | undefined;
 }

@@ -40,7 +40,7 @@ export class Store<S> {
 
   private writeAtomic(state: S): void {
     const tmp = `${this.stateFile}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(state, null, 1), { mode: 0o600 });
+    writeFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
     renameSync(tmp, this.stateFile);
   }
 

@@ -52,7 +52,8 @@ export interface BridgeSpec {
 
 /** One rtnetlink connection bound to one network namespace. */
 export interface NetlinkHandle {
-  listLinks(): Promise<LinkInfo[]>;
+  /** All links, or (filtered in the kernel) only those of one kind. */
+  listLinks(filter?: { kind?: string }): Promise<LinkInfo[]>;
   getLinkByName(name: string): Promise<LinkInfo | undefined>;
   createBridge(spec: BridgeSpec): Promise<LinkInfo>;
   createVeth(spec: VethSpec): Promise<LinkInfo>;

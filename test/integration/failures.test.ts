@@ -177,7 +177,11 @@ test('reconcile re-creates a deleted bridge and flushed rules, and removes leake
     h.sh('ip', 'link', 'add', 'leak0', 'type', 'bridge');
     h.sh('ip', 'link', 'set', 'leak0', 'alias', `${tag.split(':').slice(0, 2).join(':')}:gone`);
     h.sh('ip', 'link', 'add', 'keep0', 'type', 'bridge');
+    // An ordinary command sweeps for leaked links only when the last sweep is stale
+    // (TSNET_SWEEP_INTERVAL, 30 s by default); with 0 it sweeps every time.
     h.ok(['network', 'create', 'trigger']);
+    assert.ok(h.links().includes('leak0'), 'the sweep after `system reconcile` is still fresh');
+    assert.equal(h.tsnet(['network', 'create', 'trigger2'], { TSNET_SWEEP_INTERVAL: '0' }).code, 0);
     assert.ok(!h.links().includes('leak0'));
     assert.ok(h.links().includes('keep0'));
     // The operator's TSNET-USER rules survive reconcile.

@@ -77,12 +77,15 @@ export class RealNetns implements NetnsOps {
     closeSync(fd);
   }
 
+  /** The device number of nsfs, where every namespace file lives (looked up once). */
+  private nsfsDev?: number;
+
   inode(path: string): number | undefined {
     try {
+      this.nsfsDev ??= statSync('/proc/self/ns/net').dev;
       const st = statSync(path);
-      // A pinned namespace lives on nsfs, a different device from the directory holding the pin.
-      if (path.startsWith('/proc/')) return st.ino;
-      return st.dev !== statSync(dirname(path)).dev ? st.ino : undefined;
+      // A live pin is a bind mount of an nsfs file; an unpinned leftover is a plain file.
+      return st.dev === this.nsfsDev ? st.ino : undefined;
     } catch {
       return undefined;
     }

@@ -13,6 +13,7 @@ export const IFLA = {
   LINKINFO: 18,
   IFALIAS: 20,
   NET_NS_FD: 28,
+  EXT_MASK: 29,
 } as const;
 export const IFLA_INFO = { KIND: 1, DATA: 2 } as const;
 export const VETH_INFO_PEER = 1;

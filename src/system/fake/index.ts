@@ -1,0 +1,187 @@
+// An in-memory kernel implementing SystemPorts, for unit tests of the logic above
+// the system layer (controller, drivers, reconcile) without root. It models what
+// tsnet relies on: namespaces (by pin path and fd), links with masters and
+// aliases, addresses, routes, sysctls, and veth peers that die together.
+import type {
+  AddrInfo, BridgeSpec, ExecResult, ExecRunner, Family, LinkInfo, NetlinkHandle, NetnsOps, RouteInfo, SysctlOps, SystemPorts, VethSpec,
+} from '../ports.js';
+import { AlreadyExistsError, SyscallError } from '../../errors.js';
+
+interface FakeLink extends LinkInfo {
+  peer?: { ns: FakeNs; index: number };
+}
+
+export class FakeNs {
+  links = new Map<number, FakeLink>();
+  addrs: AddrInfo[] = [];
+  routes: RouteInfo[] = [];
+  sysctl = new Map<string, string>();
+  private nextIndex = 2;
+  constructor(readonly id: number) {
+    this.links.set(1, { index: 1, name: 'lo', mtu: 65536, up: false });
+  }
+  add(l: Omit<FakeLink, 'index'>): FakeLink {
+    if ([...this.links.values()].some((x) => x.name === l.name)) throw new SyscallError('netlink', 'EEXIST', `link ${l.name}: EEXIST`);
+    const link = { ...l, index: this.nextIndex++ };
+    this.links.set(link.index, link);
+    return link;
+  }
+  remove(index: number): void {
+    const l = this.links.get(index);
+    if (!l) return;
+    this.links.delete(index);
+    this.addrs = this.addrs.filter((a) => a.index !== index);
+    this.routes = this.routes.filter((r) => r.oif !== index);
+    if (l.peer) {
+      const p = l.peer;
+      l.peer = undefined;
+      const other = p.ns.links.get(p.index);
+      if (other) other.peer = undefined;
+      p.ns.remove(p.index);
+    }
+  }
+}
+
+export class FakeKernel implements SystemPorts {
+  readonly host = new FakeNs(1);
+  private nextNs = 2;
+  /** pin path -> namespace */
+  readonly pins = new Map<string, FakeNs>();
+  private fds = new Map<number, FakeNs>();
+  private nextFd = 100;
+  /** Every command run, for assertions. */
+  readonly commands: Array<{ argv: readonly string[]; input?: string }> = [];
+  /** Make the next operation whose description matches fail (for rollback tests). */
+  failOn?: RegExp;
+
+  private check(op: string): void {
+    if (this.failOn?.test(op)) {
+      this.failOn = undefined;
+      throw new SyscallError('netlink', 'EIO', `${op}: injected`);
+    }
+  }
+
+  nsOf(fd?: number): FakeNs {
+    if (fd === undefined) return this.host;
+    const ns = this.fds.get(fd);
+    if (!ns) throw new SyscallError('setns', 'EBADF', `fd ${fd} is not a namespace`);
+    return ns;
+  }
+
+  netlink(nsFd?: number): NetlinkHandle {
+    const k = this;
+    const ns = this.nsOf(nsFd);
+    const find = (i: number) => {
+      const l = ns.links.get(i);
+      if (!l) throw new SyscallError('netlink', 'ENODEV', `link ${i}: ENODEV`);
+      return l;
+    };
+    const view = (l: FakeLink): LinkInfo => ({ index: l.index, name: l.name, kind: l.kind, mtu: l.mtu, mac: l.mac, master: l.master, alias: l.alias, up: l.up });
+    return {
+      async listLinks(filter: { kind?: string } = {}) {
+        return [...ns.links.values()].filter((l) => !filter.kind || l.kind === filter.kind).map(view);
+      },
+      async getLinkByName(name: string) {
+        const l = [...ns.links.values()].find((x) => x.name === name);
+        return l ? view(l) : undefined;
+      },
+      async createBridge(spec: BridgeSpec) {
+        k.check(`create bridge ${spec.name}`);
+        return view(ns.add({ name: spec.name, kind: 'bridge', mtu: spec.mtu ?? 1500, alias: spec.alias, mac: spec.mac, up: false }));
+      },
+      async createVeth(spec: VethSpec) {
+        k.check(`create veth ${spec.name}`);
+        const peerNs = k.nsOf(spec.peerNetnsFd);
+        if ([...peerNs.links.values()].some((x) => x.name === spec.peerName)) throw new SyscallError('netlink', 'EEXIST', 'EEXIST');
+        const a = ns.add({ name: spec.name, kind: 'veth', mtu: spec.mtu ?? 1500, alias: spec.alias, master: spec.master, up: false });
+        const b = peerNs.add({ name: spec.peerName, kind: 'veth', mtu: spec.mtu ?? 1500, mac: spec.peerMac, up: false });
+        a.peer = { ns: peerNs, index: b.index };
+        b.peer = { ns, index: a.index };
+        return view(a);
+      },
+      async setLinkUp(index: number, up = true) {
+        find(index).up = up;
+      },
+      async setLinkName(index: number, name: string) {
+        find(index).name = name;
+      },
+      async setMtu(index: number, mtu: number) {
+        find(index).mtu = mtu;
+      },
+      async setBridgePort(index: number) {
+        find(index);
+      },
+      async deleteLink(index: number) {
+        if (!ns.links.has(index)) return false;
+        ns.remove(index);
+        return true;
+      },
+      async addAddress(index: number, family: Family, address: string, prefixLen: number) {
+        k.check(`add address ${address}`);
+        find(index);
+        if (ns.addrs.some((a) => a.index === index && a.address === address)) throw new SyscallError('netlink', 'EEXIST', 'EEXIST');
+        ns.addrs.push({ index, family, address, prefixLen });
+      },
+      async deleteAddress(index: number, _f: Family, address: string) {
+        const before = ns.addrs.length;
+        ns.addrs = ns.addrs.filter((a) => !(a.index === index && a.address === address));
+        return ns.addrs.length !== before;
+      },
+      async listAddresses(family?: Family) {
+        return ns.addrs.filter((a) => !family || a.family === family);
+      },
+      async addRoute(r) {
+        k.check(`add route ${r.gateway ?? r.dst}`);
+        ns.routes.push({ family: r.family, dst: r.dst, dstLen: r.dstLen ?? 0, gateway: r.gateway, oif: r.oif, table: 254 });
+      },
+      async listRoutes(family: Family) {
+        return ns.routes.filter((r) => r.family === family);
+      },
+      close() {},
+    };
+  }
+
+  readonly netns: NetnsOps = {
+    create: (path: string) => {
+      if (this.pins.has(path)) throw new AlreadyExistsError(`namespace file ${path} already exists`);
+      this.pins.set(path, new FakeNs(this.nextNs++));
+    },
+    pin: (source: string, path: string) => {
+      if (this.pins.has(path)) throw new AlreadyExistsError(`namespace file ${path} already exists`);
+      const src = source === '/proc/self/ns/net' ? this.host : this.pins.get(source);
+      if (!src) throw new SyscallError('mount', 'ENOENT', `${source}: ENOENT`);
+      this.pins.set(path, src);
+    },
+    remove: (path: string) => this.pins.delete(path),
+    open: (path: string) => {
+      const ns = this.pins.get(path);
+      if (!ns) throw new SyscallError('open', 'ENOENT', `${path}: ENOENT`);
+      const fd = this.nextFd++;
+      this.fds.set(fd, ns);
+      return fd;
+    },
+    close: (fd: number) => {
+      this.fds.delete(fd);
+    },
+    inode: (path: string) => this.pins.get(path)?.id,
+    within: <T>(_fd: number, fn: () => T) => fn(),
+  };
+
+  readonly exec: ExecRunner = {
+    run: async (argv: readonly string[], opts?: { input?: string }): Promise<ExecResult> => {
+      this.commands.push({ argv, input: opts?.input });
+      return { stdout: '', stderr: '', code: 0 };
+    },
+  };
+
+  readonly sysctl: SysctlOps = {
+    get: (key: string, fd?: number) => this.nsOf(fd).sysctl.get(key) ?? '0',
+    set: (key: string, value: string, fd?: number) => {
+      this.nsOf(fd).sysctl.set(key, value);
+    },
+  };
+
+  async firewallGeneration(): Promise<number | undefined> {
+    return undefined;
+  }
+}

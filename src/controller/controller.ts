@@ -61,8 +61,6 @@ export interface CreateSandboxRequest extends ConnectOptions {
   pid?: number;
 }
 
-export const PREDEFINED = ['bridge', 'host', 'none'] as const;
-
 const now = () => new Date().toISOString();
 
 /** How long a full sweep of endpoints and leaked objects stays fresh for ordinary commands. */

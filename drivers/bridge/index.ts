@@ -75,6 +75,9 @@ export class BridgeDriver implements NetworkDriver {
     if (!net.internal) {
       ensureSysctl(ctx, 'net.ipv4.ip_forward', '1');
       if (net.enableIPv6) ensureSysctl(ctx, 'net.ipv6.conf.all.forwarding', '1');
+      // Published ports answer on 127.0.0.1 through NAT; the firewall's raw rule drops
+      // loopback addresses arriving on any interface but lo, so this opens nothing else.
+      ensureSysctl(ctx, `net/ipv4/conf/${br.name}/route_localnet`, '1');
     }
   }
 
@@ -126,7 +129,11 @@ export class BridgeDriver implements NetworkDriver {
         }
         throw err;
       }
-      if (!br.icc) await host.setBridgePort(veth.index, { isolated: true });
+      // Hairpin lets a container reach its own published port through a host address
+      // (the DNAT'd packet leaves the bridge by the port it came in): only for
+      // endpoints that publish ports, since it also reflects their broadcasts.
+      const hairpin = Boolean(ep.ports?.length);
+      if (!br.icc || hairpin) await host.setBridgePort(veth.index, { isolated: !br.icc || undefined, hairpin: hairpin || undefined });
       await host.setLinkUp(veth.index);
 
       inner = ctx.sys.netlink(sbx.nsFd);
@@ -135,6 +142,11 @@ export class BridgeDriver implements NetworkDriver {
       if (lo && !lo.up) await inner.setLinkUp(lo.index);
       const eth = links.find((l) => l.name === ep.ifname);
       if (!eth) throw new SyscallError('netlink', 'ENODEV', `interface ${ep.ifname} did not appear in sandbox ${sbx.record.name}`);
+      // With hairpin the interface hears its own neighbour solicitations: IPv6 duplicate
+      // address detection would fail its link-local address.
+      if (hairpin && ctx.sys.sysctl.get(`net/ipv6/conf/${ep.ifname}/accept_dad`, sbx.nsFd) !== undefined) {
+        ctx.sys.sysctl.set(`net/ipv6/conf/${ep.ifname}/accept_dad`, '0', sbx.nsFd);
+      }
       for (const cidr of [ep.ipv4, ep.ipv6]) {
         if (!cidr) continue;
         const c = parseCidr(cidr);

@@ -11,6 +11,30 @@ export function table(headers: string[], rows: string[][]): string {
   return [line(headers), ...rows.map(line)].join('\n');
 }
 
+/** Docker's shape: {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}, ranges expanded. */
+export function portMap(e: EndpointRecord): Record<string, Array<{ HostIp: string; HostPort: string }>> {
+  const out: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
+  for (const p of e.ports ?? []) {
+    for (let i = 0; i <= p.containerPortEnd - p.containerPort; i++) {
+      const key = `${p.containerPort + i}/${p.proto}`;
+      const hostPort = String(p.hostPortEnd === p.hostPort ? p.hostPort : p.hostPort + i);
+      const ips = p.hostIP === '' ? ['0.0.0.0', ...(e.ipv6 ? ['::'] : [])] : [p.hostIP];
+      for (const ip of ips) (out[key] ??= []).push({ HostIp: ip, HostPort: hostPort });
+    }
+  }
+  return out;
+}
+
+/** `docker port` lines: "80/tcp -> 0.0.0.0:8080". */
+export function portLines(e: EndpointRecord, filter?: string): string[] {
+  const lines: string[] = [];
+  for (const [key, binds] of Object.entries(portMap(e))) {
+    if (filter && key !== filter && key !== `${filter}/tcp`) continue;
+    for (const b of binds) lines.push(`${key} -> ${b.HostIp.includes(':') ? `[${b.HostIp}]` : b.HostIp}:${b.HostPort}`);
+  }
+  return lines;
+}
+
 export function inspectNetwork(n: NetworkRecord, s: State): Record<string, unknown> {
   const containers: Record<string, unknown> = {};
   for (const e of Object.values(s.endpoints).filter((x) => x.networkId === n.id)) {
@@ -21,6 +45,7 @@ export function inspectNetwork(n: NetworkRecord, s: State): Record<string, unkno
       MacAddress: e.mac ?? '',
       IPv4Address: e.ipv4 ?? '',
       IPv6Address: e.ipv6 ?? '',
+      Ports: portMap(e),
     };
   }
   return {
@@ -67,6 +92,7 @@ function endpointSettings(e: EndpointRecord, n: NetworkRecord | undefined): Reco
     GlobalIPv6Address: ip6 ?? '',
     GlobalIPv6PrefixLen: len6 ? Number(len6) : 0,
     IPv6Gateway: e.gateway6 ?? '',
+    Ports: portMap(e),
   };
 }
 

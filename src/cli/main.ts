@@ -5,7 +5,7 @@ import { compose, defaultSettings, type FirewallChoice, type Composed } from '..
 import { createRootLogger, LOG_LEVELS, type LogLevel } from '../log.js';
 import { asTsnetError, InvalidConfigError, NotFoundError } from '../errors.js';
 import { flagHelp, keyValues, parseArgs, type FlagSpec } from './args.js';
-import { inspectNetwork, inspectSandbox, shortId, table } from './format.js';
+import { inspectNetwork, inspectSandbox, portLines, shortId, table } from './format.js';
 import type { State } from '../controller/model.js';
 
 const GLOBAL_FLAGS: FlagSpec[] = [
@@ -23,7 +23,19 @@ const CONNECT_FLAGS: FlagSpec[] = [
   { name: 'ip', type: 'string', help: 'static IPv4 address', metavar: 'ADDR' },
   { name: 'ip6', type: 'string', help: 'static IPv6 address', metavar: 'ADDR' },
   { name: 'ifname', type: 'string', help: 'interface name inside the sandbox (default eth0, eth1, ...)', metavar: 'NAME' },
+  { name: 'publish', short: 'p', type: 'list', help: 'publish a port: [hostIP:][hostPort[-end]:]containerPort[-end][/tcp|udp|sctp]', metavar: 'SPEC' },
+  { name: 'publish-all', short: 'P', type: 'bool', help: 'publish every --expose port on an ephemeral host port' },
+  { name: 'expose', type: 'list', help: 'a container port for -P: PORT[-END][/PROTO]', metavar: 'PORT' },
 ];
+
+const connectOpts = (flags: Record<string, unknown>) => ({
+  ip: str(flags.ip),
+  ip6: str(flags.ip6),
+  ifname: str(flags.ifname),
+  publish: list(flags.publish),
+  publishAll: Boolean(flags['publish-all']),
+  expose: list(flags.expose),
+});
 
 interface Command {
   path: string;
@@ -151,7 +163,7 @@ const COMMANDS: Command[] = [
     maxArgs: 2,
     flags: CONNECT_FLAGS,
     async run({ flags, positionals }, env) {
-      await env.tsnet().controller.connect(positionals[0]!, positionals[1]!, { ip: str(flags.ip), ip6: str(flags.ip6), ifname: str(flags.ifname) });
+      await env.tsnet().controller.connect(positionals[0]!, positionals[1]!, connectOpts(flags));
       return 0;
     },
   },
@@ -187,9 +199,7 @@ const COMMANDS: Command[] = [
         network: str(flags.network),
         netnsPath: str(flags.netns),
         pid: pid === undefined ? undefined : Number(pid),
-        ip: str(flags.ip),
-        ip6: str(flags.ip6),
-        ifname: str(flags.ifname),
+        ...connectOpts(flags),
       });
       env.out(sbx.id);
       return 0;
@@ -258,6 +268,25 @@ const COMMANDS: Command[] = [
     },
   },
   {
+    path: 'port ',
+    usage: 'tsnet port SANDBOX [PRIVATE_PORT[/PROTO]]',
+    summary: "List a sandbox's published ports, like docker port",
+    minArgs: 1,
+    maxArgs: 2,
+    flags: [],
+    async run({ positionals }, env) {
+      const c = env.tsnet().controller;
+      const s = await c.snapshot();
+      const x = c.findSandbox(s, positionals[0]!);
+      const lines = Object.values(s.endpoints)
+        .filter((e) => e.sandboxId === x.id)
+        .flatMap((e) => portLines(e, positionals[1]));
+      if (positionals[1] && !lines.length) throw new NotFoundError(`no public port '${positionals[1]}' published for ${x.name}`);
+      for (const l of lines) env.out(l);
+      return 0;
+    },
+  },
+  {
     path: 'system reconcile',
     usage: 'tsnet system reconcile',
     summary: 'Bring the kernel back to the recorded state now (every changing command does this first)',
@@ -282,7 +311,7 @@ function version(): string {
 }
 
 function mainHelp(): string {
-  const groups = ['network', 'sandbox', 'system'];
+  const groups = ['network', 'sandbox', 'port', 'system'];
   const lines = ['Usage: tsnet [GLOBAL OPTIONS] COMMAND', '', 'Container networking for Linux: bridge, host, null and container networks over netlink.', ''];
   for (const g of groups) {
     lines.push(`${g[0]!.toUpperCase()}${g.slice(1)} commands:`);
@@ -323,8 +352,10 @@ export async function main(argv: string[], io = { out: (s: string) => process.st
       return words.length || g.flags.help ? 0 : 2;
     }
     const alias = (w: string | undefined) => (w === 'remove' ? 'rm' : w === 'list' ? 'ls' : w);
-    const path = `${words[0]} ${alias(words[1])}`;
-    const cmd = COMMANDS.find((c) => c.path === path);
+    // Top-level commands (path "port ") take every following word as arguments.
+    const single = COMMANDS.find((c) => c.path === `${words[0]} `);
+    const path = single ? single.path : `${words[0]} ${alias(words[1])}`;
+    const cmd = single ?? COMMANDS.find((c) => c.path === path);
     if (!cmd) {
       const group = COMMANDS.filter((c) => c.path.startsWith(`${words[0]} `));
       if (group.length && (words[1] === undefined || words[1] === '--help' || words[1] === '-h')) {
@@ -333,7 +364,7 @@ export async function main(argv: string[], io = { out: (s: string) => process.st
       }
       throw new InvalidConfigError(`unknown command "${words.slice(0, 2).join(' ')}": see 'tsnet --help'`);
     }
-    const cmdArgs = words.slice(2);
+    const cmdArgs = words.slice(single ? 1 : 2);
     if (cmdArgs.includes('--help') || cmdArgs.includes('-h')) {
       if (cmd.path !== 'sandbox exec' || cmdArgs.indexOf('--help') < 2) {
         io.out(commandHelp(cmd));

@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import type { Store, StoreTx } from '../store/store.js';
 import type { LinkInfo, SystemPorts } from '../system/ports.js';
-import type { FirewallBackend, FwState } from '../firewall/backend.js';
+import type { FirewallBackend, FwBinding, FwState } from '../firewall/backend.js';
+import { parseExpose, parsePortSpec, type PortRequest } from '../portmapper/spec.js';
+import { allocatePorts, ephemeralRange, type PortBinding, type Published } from '../portmapper/allocator.js';
 import type { DriverContext, DriverRegistry, OpenSandbox } from '../driverapi/driver.js';
 import type { EndpointRecord, NetworkRecord, SandboxRecord, State } from './model.js';
 import { AlreadyExistsError, ConflictError, InvalidConfigError, NotFoundError, runAll } from '../errors.js';
@@ -49,6 +51,12 @@ export interface ConnectOptions {
   ip?: string;
   ip6?: string;
   ifname?: string;
+  /** Docker -p specs: [hostIP:][hostPort[-end]:]containerPort[-end][/proto]. */
+  publish?: string[];
+  /** -P: publish every --expose'd port on an ephemeral host port. */
+  publishAll?: boolean;
+  /** --expose PORT[-END][/proto] */
+  expose?: string[];
 }
 
 export interface CreateSandboxRequest extends ConnectOptions {
@@ -248,9 +256,12 @@ export class Controller {
     const netOf = (e: EndpointRecord) => s.networks[e.networkId];
     if (net.driver === 'null' && mine.length) throw new ConflictError(`sandbox ${sbx.name} is connected to other networks: it cannot also join ${net.name} (driver null)`);
     if (mine.some((e) => netOf(e)?.driver === 'null')) throw new ConflictError(`sandbox ${sbx.name} is on the none network: it cannot be connected to other networks`);
-    if (net.driver !== 'bridge' && (opts.ip || opts.ip6 || opts.ifname)) {
-      throw new InvalidConfigError(`--ip, --ip6 and --ifname apply to bridge networks only (network ${net.name} uses driver ${net.driver})`);
+    if (net.driver !== 'bridge' && (opts.ip || opts.ip6 || opts.ifname || opts.publish?.length || opts.publishAll)) {
+      throw new InvalidConfigError(`--ip, --ip6, --ifname and -p/-P apply to bridge networks only (network ${net.name} uses driver ${net.driver})`);
     }
+    // Parse every port spec before anything is allocated or touched.
+    const portRequests = [...(opts.publish ?? []).map(parsePortSpec), ...(opts.publishAll ? (opts.expose ?? []).map(parseExpose) : [])];
+    if (portRequests.length && net.internal) throw new InvalidConfigError(`network ${net.name} is internal: ports cannot be published from it`);
 
     const id = this.hex();
     const ep: EndpointRecord = { id, networkId: net.id, sandboxId: sbx.id, phase: 'creating', ifname: '' };
@@ -283,6 +294,7 @@ export class Controller {
         ep.gateway6 = net.internal ? undefined : a.subnet.gateway;
       }
       ep.mac ??= macFromBytes(this.d.random(4));
+      if (portRequests.length) ep.ports = await this.allocatePorts(s, sbx, ep, portRequests);
     }
     s.endpoints[id] = ep;
     tx.write(s);
@@ -290,8 +302,14 @@ export class Controller {
       await faultPoint('connect:before-join');
       await this.withSandbox(s, sbx, (open) => this.d.drivers.get(net.driver).join(net, ep, open, this.ctx));
       await faultPoint('connect:after-join');
+      // Rules only once the container end exists: a published port never points nowhere.
+      if (ep.ports?.length) await this.d.firewall.reconcile(this.desiredFirewall(s));
+      await faultPoint('connect:after-ports');
     } catch (err) {
-      await this.rollback(tx, s, `connect ${sbx.name} to ${net.name}`, err, () => this.teardownEndpoint(s, ep));
+      await this.rollback(tx, s, `connect ${sbx.name} to ${net.name}`, err, async () => {
+        await this.teardownEndpoint(s, ep);
+        if (ep.ports?.length) await this.d.firewall.reconcile(this.desiredFirewall(s));
+      });
     }
     ep.phase = 'ready';
     tx.write(s);
@@ -308,6 +326,8 @@ export class Controller {
       ep.phase = 'removing';
       tx.write(s);
       await faultPoint('disconnect:after-mark');
+      // Its port rules go first (desired state leaves out endpoints being removed).
+      if (ep.ports?.length) await this.d.firewall.reconcile(this.desiredFirewall(s));
       await this.teardownEndpoint(s, ep);
       tx.write(s);
     });
@@ -342,7 +362,9 @@ export class Controller {
       let sbx: SandboxRecord;
       let net: NetworkRecord | undefined;
       if (isContainerMode(network)) {
-        if (req.netnsPath || req.pid || req.ip || req.ip6 || req.ifname) throw new InvalidConfigError('container network mode takes no --netns, --pid, --ip, --ip6 or --ifname');
+        if (req.netnsPath || req.pid || req.ip || req.ip6 || req.ifname || req.publish?.length || req.publishAll) {
+          throw new InvalidConfigError('container network mode takes no --netns, --pid, --ip, --ip6, --ifname or -p/-P (publish on the sandbox that owns the namespace)');
+        }
         const target = this.findSandbox(s, network.slice(CONTAINER_PREFIX.length));
         const share = planShare(target, s);
         sbx = { id, name: req.name, kind: 'container', key: share.key, containerOf: target.id, phase: 'creating', created: now() };
@@ -368,7 +390,7 @@ export class Controller {
         else if (sbx.kind === 'pid') this.d.sys.netns.pin(`/proc/${req.pid}/ns/net`, pin);
         else if (sbx.kind === 'host') this.d.sys.netns.pin('/proc/self/ns/net', pin);
         await faultPoint('sandbox-create:after-netns');
-        if (net) await this.connectLocked(tx, s, net, sbx, { ip: req.ip, ip6: req.ip6, ifname: req.ifname });
+        if (net) await this.connectLocked(tx, s, net, sbx, req);
       } catch (err) {
         await this.rollback(tx, s, `create sandbox ${req.name}`, err, () => this.teardownSandbox(s, sbx));
       }
@@ -385,8 +407,10 @@ export class Controller {
       for (const x of list) checkRemovable(x, s);
       for (const x of list) {
         x.phase = 'removing';
+        for (const e of this.endpointsOf(s, (y) => y.sandboxId === x.id)) e.phase = 'removing';
         tx.write(s);
         await faultPoint('sandbox-rm:after-mark');
+        await this.d.firewall.reconcile(this.desiredFirewall(s));
         await this.teardownSandbox(s, x);
         tx.write(s);
       }
@@ -544,11 +568,48 @@ export class Controller {
   }
 
   private desiredFirewall(s: State): FwState {
-    const networks = Object.values(s.networks)
-      .filter((n) => n.phase !== 'removing')
+    const live = Object.values(s.networks).filter((n) => n.phase !== 'removing');
+    const networks = live
       .map((n) => this.d.drivers.get(n.driver).firewall(n))
       .filter((x): x is NonNullable<typeof x> => Boolean(x));
-    return { networks };
+    const bindings: FwBinding[] = [];
+    for (const ep of Object.values(s.endpoints)) {
+      const n = s.networks[ep.networkId];
+      if (!ep.ports?.length || ep.phase === 'removing' || !n?.bridge || n.phase === 'removing') continue;
+      for (const p of ep.ports) {
+        for (const [family, cidr] of [[4, ep.ipv4], [6, ep.ipv6]] as const) {
+          if (!cidr) continue;
+          const hostFamily = p.hostIP === '' ? family : p.hostIP.includes(':') ? 6 : 4;
+          if (hostFamily !== family) continue;
+          bindings.push({
+            networkId: n.id, network: n.name, endpointId: ep.id, bridge: n.bridge.name, family,
+            proto: p.proto, hostIP: p.hostIP === '0.0.0.0' || p.hostIP === '::' ? '' : p.hostIP,
+            hostPort: p.hostPort, hostPortEnd: p.hostPortEnd,
+            containerIP: cidr.split('/')[0]!, containerPort: p.containerPort, containerPortEnd: p.containerPortEnd,
+          });
+        }
+      }
+    }
+    return { networks, bindings };
+  }
+
+  /** Chooses host ports for an endpoint's requests (validation: nothing is touched yet). */
+  private async allocatePorts(s: State, sbx: SandboxRecord, ep: EndpointRecord, reqs: PortRequest[]): Promise<PortBinding[]> {
+    const published: Published[] = [];
+    for (const e of Object.values(s.endpoints)) {
+      for (const p of e.ports ?? []) published.push({ ...p, owner: s.sandboxes[e.sandboxId]?.name ?? e.sandboxId.slice(0, 12) });
+    }
+    const ephemeral = ephemeralRange(this.d.sys.sysctl.get('net.ipv4.ip_local_port_range'), this.d.sys.sysctl.get('net.ipv4.ip_local_reserved_ports'));
+    const out: PortBinding[] = [];
+    for (const r of reqs) {
+      const fam = r.hostIP === '' ? 0 : r.hostIP.includes(':') ? 6 : 4;
+      if (fam === 4 && !ep.ipv4) throw new InvalidConfigError(`sandbox ${sbx.name} has no IPv4 address on this network for host address ${r.hostIP}`);
+      if (fam === 6 && !ep.ipv6) throw new InvalidConfigError(`sandbox ${sbx.name} has no IPv6 address on this network for host address ${r.hostIP} (create the network with --ipv6)`);
+      const b = await allocatePorts(r, { published, ephemeral, inUse: (proto, ip, port) => this.d.sys.portInUse(proto, ip, port) });
+      out.push(b);
+      published.push({ ...b, owner: sbx.name });
+    }
+    return out;
   }
 
   private async predefinedNetworks(s: State): Promise<NetworkRecord[]> {

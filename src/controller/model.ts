@@ -1,5 +1,6 @@
 // The persisted desired state: networks, endpoints and sandboxes (libnetwork's CNM).
 import type { SubnetState } from '../ipam/allocator.js';
+import type { PortBinding } from '../portmapper/allocator.js';
 
 /** Lifecycle of a record: 'creating'/'removing' mark an operation in flight; a
  * record found in either state by a later process belongs to a dead process and
@@ -45,6 +46,8 @@ export interface EndpointRecord {
   ipv6?: string;
   gateway4?: string;
   gateway6?: string;
+  /** Published ports (bridge driver). */
+  ports?: PortBinding[];
 }
 
 export type SandboxKind = 'named' | 'path' | 'pid' | 'host' | 'container';

@@ -15,8 +15,26 @@ export interface FwNetwork {
   masquerade: boolean;
 }
 
+/** One published port (or port range) of one endpoint, in one address family. */
+export interface FwBinding {
+  networkId: string;
+  network: string;
+  endpointId: string;
+  bridge: string;
+  family: Family;
+  proto: 'tcp' | 'udp' | 'sctp';
+  /** '' = every local address of the family. */
+  hostIP: string;
+  hostPort: number;
+  hostPortEnd: number;
+  containerIP: string;
+  containerPort: number;
+  containerPortEnd: number;
+}
+
 export interface FwState {
   networks: FwNetwork[];
+  bindings?: FwBinding[];
 }
 
 export interface FirewallBackend {

@@ -112,4 +112,6 @@ export interface SystemPorts {
   sysctl: SysctlOps;
   /** nftables ruleset generation of our namespace (undefined where nftables is absent). */
   firewallGeneration(): Promise<number | undefined>;
+  /** Whether another program holds a port ('' = any address), probed by binding it. */
+  portInUse(proto: 'tcp' | 'udp' | 'sctp', hostIP: string, port: number): Promise<boolean>;
 }

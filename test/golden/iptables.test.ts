@@ -28,11 +28,30 @@ const STATE: FwState = {
   ],
 };
 
+const PORTS: FwState = {
+  networks: STATE.networks,
+  bindings: [
+    { networkId: 'aaaaaaaaaaaa1111', network: 'bridge', endpointId: 'e1e1e1e1e1e1aaaa', bridge: 'tsnet0', family: 4, proto: 'tcp', hostIP: '', hostPort: 8080, hostPortEnd: 8080, containerIP: '172.17.0.2', containerPort: 80, containerPortEnd: 80 },
+    { networkId: 'aaaaaaaaaaaa1111', network: 'bridge', endpointId: 'e1e1e1e1e1e1aaaa', bridge: 'tsnet0', family: 4, proto: 'udp', hostIP: '127.0.0.1', hostPort: 5353, hostPortEnd: 5353, containerIP: '172.17.0.2', containerPort: 53, containerPortEnd: 53 },
+    { networkId: 'aaaaaaaaaaaa1111', network: 'bridge', endpointId: 'e2e2e2e2e2e2bbbb', bridge: 'tsnet0', family: 4, proto: 'tcp', hostIP: '', hostPort: 9000, hostPortEnd: 9010, containerIP: '172.17.0.3', containerPort: 7000, containerPortEnd: 7010 },
+    { networkId: 'aaaaaaaaaaaa1111', network: 'bridge', endpointId: 'e2e2e2e2e2e2bbbb', bridge: 'tsnet0', family: 4, proto: 'sctp', hostIP: '', hostPort: 3868, hostPortEnd: 3868, containerIP: '172.17.0.3', containerPort: 3868, containerPortEnd: 3868 },
+    { networkId: 'cccccccccccc3333', network: 'dual', endpointId: 'e3e3e3e3e3e3cccc', bridge: 'tsn-ccccccccccc', family: 6, proto: 'tcp', hostIP: '2001:db8::1', hostPort: 443, hostPortEnd: 443, containerIP: 'fd00:8::2', containerPort: 8443, containerPortEnd: 8443 },
+  ],
+};
+
 const EMPTY_SAVE = `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n`;
 
 test('first install, IPv4 and IPv6 transactions', () => {
   golden('install-v4.rules', planRestore(renderDesired(STATE, 4), parseIptablesSave(EMPTY_SAVE))!);
   golden('install-v6.rules', planRestore(renderDesired(STATE, 6), parseIptablesSave(EMPTY_SAVE))!);
+});
+
+test('published ports: one DNAT rule per binding (ranges too), DNAT-only forwarding, hairpin and localhost masquerade', () => {
+  golden('ports-v4.rules', planRestore(renderDesired(PORTS, 4), parseIptablesSave(EMPTY_SAVE))!);
+  golden('ports-v6.rules', planRestore(renderDesired(PORTS, 6), parseIptablesSave(EMPTY_SAVE))!);
+  const text = planRestore(renderDesired(PORTS, 4), parseIptablesSave(EMPTY_SAVE))!;
+  assert.equal((text.match(/-j DNAT/g) ?? []).length, 4);
+  assert.match(text, /--dport 9000:9010 .* --to-destination 172\.17\.0\.3:7000-7010\/9000/);
 });
 
 /** What iptables-save would print after applying a plan to an empty ruleset (our chains only). */

@@ -3,7 +3,7 @@
 // shows to what we want. Rule text is written in the canonical form iptables-save
 // prints, so that "what is there" and "what we want" compare as plain strings.
 import type { Family } from '../../system/ports.js';
-import type { FwNetwork, FwState } from '../backend.js';
+import type { FwBinding, FwNetwork, FwState } from '../backend.js';
 import type { SavedRuleset } from './parse.js';
 
 export const CHAIN = {
@@ -12,6 +12,8 @@ export const CHAIN = {
   ISO1: 'TSNET-ISOLATION-1',
   ISO2: 'TSNET-ISOLATION-2',
   POSTROUTING: 'TSNET-POSTROUTING',
+  DNAT: 'TSNET-DNAT',
+  RAW: 'TSNET-RAW',
 } as const;
 
 export const networkChain = (id: string) => `TSNET-N-${id.slice(0, 12)}`;
@@ -26,7 +28,19 @@ export interface DesiredTable {
   userChain: boolean;
 }
 
-export type DesiredRuleset = Map<'filter' | 'nat', DesiredTable>;
+export type DesiredRuleset = Map<'filter' | 'nat' | 'raw', DesiredTable>;
+
+const portText = (a: number, b: number, sep: string) => (a === b ? String(a) : `${a}${sep}${b}`);
+const hostText = (ip: string, family: Family) => (family === 6 ? `[${ip}]` : ip);
+
+/** The DNAT rule of one binding, in iptables-save's canonical order. */
+export function renderDnat(b: FwBinding): string {
+  const dst = b.hostIP ? `-d ${b.hostIP}/${b.family === 4 ? 32 : 128} ` : '';
+  let to = `${hostText(b.containerIP, b.family)}:${portText(b.containerPort, b.containerPortEnd, '-')}`;
+  // A range published at other host ports keeps offsets with the base-port form (CIP:80-90/8000).
+  if (b.containerPortEnd !== b.containerPort && b.hostPort !== b.containerPort) to += `/${b.hostPort}`;
+  return `${dst}-p ${b.proto} -m ${b.proto} --dport ${portText(b.hostPort, b.hostPortEnd, ':')} -m comment --comment "tsnet:${b.network}:${b.endpointId.slice(0, 12)}" -j DNAT --to-destination ${to}`;
+}
 
 /** What tsnet wants in one address family's tables. */
 export function renderDesired(state: FwState, family: Family): DesiredRuleset {
@@ -34,10 +48,14 @@ export function renderDesired(state: FwState, family: Family): DesiredRuleset {
     .map((n) => ({ ...n, subnets: n.subnets.filter((s) => s.family === family) }))
     .filter((n) => n.subnets.length > 0)
     .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const known = new Set(nets.map((n) => n.id));
+  const bindings = (state.bindings ?? [])
+    .filter((b) => b.family === family && known.has(b.networkId))
+    .sort((a, b) => a.proto.localeCompare(b.proto) || a.hostPort - b.hostPort || a.hostIP.localeCompare(b.hostIP) || a.endpointId.localeCompare(b.endpointId));
+  const published = new Set(bindings.map((b) => b.networkId));
   const out: DesiredRuleset = new Map();
   if (!nets.length) {
-    out.set('filter', { chains: new Map(), hooks: [], userChain: false });
-    out.set('nat', { chains: new Map(), hooks: [], userChain: false });
+    for (const t of ['filter', 'nat', 'raw'] as const) out.set(t, { chains: new Map(), hooks: [], userChain: false });
     return out;
   }
 
@@ -59,10 +77,12 @@ export function renderDesired(state: FwState, family: Family): DesiredRuleset {
         `-o ${br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
         `-i ${br} -o ${br} -j ${n.icc ? 'ACCEPT' : 'DROP'}`,
         `-i ${br} ! -o ${br} -j ACCEPT`,
-        // New connections from anywhere else to the containers are not forwarded
-        // (published ports get their own accepts ahead of this).
-        `-o ${br} -j DROP`,
       );
+      // Published ports: only connections our DNAT rules rewrote get in, so a packet
+      // addressed straight to a container's address is still dropped below.
+      if (published.has(n.id)) rules.push(`-o ${br} -m conntrack --ctstate DNAT -j ACCEPT`);
+      // New connections from anywhere else to the containers are not forwarded.
+      rules.push(`-o ${br} -j DROP`);
     }
     filter.set(ch, rules);
   }
@@ -74,10 +94,18 @@ export function renderDesired(state: FwState, family: Family): DesiredRuleset {
 
   const post: string[] = [];
   for (const n of nets) {
-    if (n.internal || !n.masquerade) continue;
-    for (const s of n.subnets) post.push(`-s ${s.cidr} ! -o ${n.bridge} ${comment(n)} -j MASQUERADE`);
+    if (n.internal) continue;
+    if (n.masquerade) for (const s of n.subnets) post.push(`-s ${s.cidr} ! -o ${n.bridge} ${comment(n)} -j MASQUERADE`);
+    if (published.has(n.id)) {
+      // Hairpin: a container reaching a published port (its own or a neighbour's) through
+      // a host address is answered through the host, not directly.
+      for (const s of n.subnets) post.push(`-s ${s.cidr} -o ${n.bridge} -m conntrack --ctstate DNAT ${comment(n)} -j MASQUERADE`);
+      // Access through 127.0.0.1 (route_localnet is on for our bridges).
+      if (family === 4) post.push(`-s 127.0.0.0/8 -o ${n.bridge} ${comment(n)} -j MASQUERADE`);
+    }
   }
   const nat = new Map<string, string[]>([[CHAIN.POSTROUTING, post]]);
+  nat.set(CHAIN.DNAT, bindings.map(renderDnat));
 
   out.set('filter', {
     chains: filter,
@@ -87,7 +115,23 @@ export function renderDesired(state: FwState, family: Family): DesiredRuleset {
       { chain: 'FORWARD', rule: `-j ${CHAIN.FORWARD}` },
     ],
   });
-  out.set('nat', { chains: nat, userChain: false, hooks: [{ chain: 'POSTROUTING', rule: `-j ${CHAIN.POSTROUTING}` }] });
+  out.set('nat', {
+    chains: nat,
+    userChain: false,
+    hooks: [
+      { chain: 'PREROUTING', rule: `-m addrtype --dst-type LOCAL -j ${CHAIN.DNAT}` },
+      { chain: 'OUTPUT', rule: `-m addrtype --dst-type LOCAL -j ${CHAIN.DNAT}` },
+      { chain: 'POSTROUTING', rule: `-j ${CHAIN.POSTROUTING}` },
+    ],
+  });
+  // route_localnet lets 127.0.0.1 reach published ports; loopback addresses arriving
+  // on any other interface are dropped before NAT, so no other host (and no container)
+  // can reach a port published on 127.0.0.1 or a service bound to loopback.
+  out.set('raw', {
+    chains: new Map(family === 4 ? [[CHAIN.RAW, [`-d 127.0.0.0/8 ! -i lo -j DROP`]]] : []),
+    userChain: false,
+    hooks: family === 4 ? [{ chain: 'PREROUTING', rule: `-j ${CHAIN.RAW}` }] : [],
+  });
   return out;
 }
 

@@ -184,4 +184,10 @@ export class FakeKernel implements SystemPorts {
   async firewallGeneration(): Promise<number | undefined> {
     return undefined;
   }
+
+  /** Ports "held by other programs", as 'proto/port'. */
+  readonly busyPorts = new Set<string>();
+  async portInUse(proto: 'tcp' | 'udp' | 'sctp', _hostIP: string, port: number): Promise<boolean> {
+    return this.busyPorts.has(`${proto}/${port}`);
+  }
 }

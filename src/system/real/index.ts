@@ -5,6 +5,7 @@ import { RealNetlink } from './netlink.js';
 import { RealNetns } from './netns.js';
 import { RealSysctl } from './sysctl.js';
 import { readNftGeneration } from './nfgen.js';
+import { portInUse } from '../../portmapper/probe.js';
 
 export function createRealSystem(log: Logger): SystemPorts {
   const nlLog = log.child({ component: 'netlink' });
@@ -14,5 +15,6 @@ export function createRealSystem(log: Logger): SystemPorts {
     exec: new RealExec(log.child({ component: 'exec' })),
     sysctl: new RealSysctl(log.child({ component: 'sysctl' })),
     firewallGeneration: () => readNftGeneration(nlLog),
+    portInUse,
   };
 }

@@ -7,7 +7,8 @@ import { SyscallError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { nativeAddon } from './addon.js';
 
-const pathOf = (key: string) => `/proc/sys/${key.replace(/\./g, '/')}`;
+/** 'net.ipv4.ip_forward', or with slashes when a part has dots: 'net/ipv4/conf/br.1/route_localnet'. */
+const pathOf = (key: string) => `/proc/sys/${key.includes('/') ? key : key.replace(/\./g, '/')}`;
 
 export class RealSysctl implements SysctlOps {
   constructor(private readonly log: Logger) {}

@@ -1,7 +1,7 @@
 // Build everything `npm install` needs: the native addon (node-gyp, offline
 // against the Node headers installed with the system's Node) and the TypeScript.
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,6 +19,8 @@ const gypArgs = ['rebuild', '--directory', join(root, 'native')];
 if (existsSync('/usr/include/node/node_api.h')) gypArgs.push('--nodedir=/usr');
 const [gyp, ...pre] = nodeGyp();
 if (!process.argv.includes('--ts-only')) run(gyp, [...pre, ...gypArgs]);
+// A clean output: compiled files of deleted or renamed sources must not linger (a stale test would run).
+rmSync(join(root, 'dist'), { recursive: true, force: true });
 run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')]);
 
 // One-file bundle of the CLI: loading ~50 ESM modules costs ~50 ms per command; one

@@ -15,9 +15,11 @@ import { HostDriver } from '../drivers/host/index.js';
 import { BridgeDriver } from '../drivers/bridge/index.js';
 import { NoFirewall, type FirewallBackend } from './firewall/backend.js';
 import { IptablesBackend } from './firewall/iptables/backend.js';
+import { NftablesBackend } from './firewall/nftables/backend.js';
+import { GenerationMark } from './firewall/mark.js';
 import { InvalidConfigError } from './errors.js';
 
-export type FirewallChoice = 'auto' | 'iptables' | 'none';
+export type FirewallChoice = 'auto' | 'iptables' | 'nftables' | 'none';
 
 export interface Settings {
   root: string;
@@ -48,18 +50,24 @@ export function onPath(cmd: string, env: NodeJS.ProcessEnv = process.env): boole
 
 export function chooseFirewall(choice: FirewallChoice, sys: SystemPorts, log: Logger, runDir: string): FirewallBackend {
   const fwLog = log.child({ component: 'firewall' });
-  const iptables = () => new IptablesBackend(sys.exec, fwLog, { generation: sys.firewallGeneration, markFile: join(runDir, 'iptables.mark') });
+  const mark = (name: string) => new GenerationMark(name, () => sys.firewallGeneration(), join(runDir, 'firewall.mark'));
+  const iptables = () => new IptablesBackend(sys.exec, fwLog, mark('iptables'));
+  const nftables = () => new NftablesBackend(sys.exec, fwLog, mark('nftables'));
   switch (choice) {
     case 'iptables':
       return iptables();
+    case 'nftables':
+      return nftables();
     case 'none':
       return new NoFirewall();
     case 'auto':
+      // iptables first (what Docker users expect to see, TSNET-USER included), nftables otherwise.
       if (onPath('iptables-restore') && onPath('iptables-save')) return iptables();
-      log.warn('iptables-restore not found: running without firewall rules (no masquerade, no isolation); install iptables');
+      if (onPath('nft')) return nftables();
+      log.warn('neither iptables nor nft found: running without firewall rules (no masquerade, isolation or port mapping); install iptables or nftables');
       return new NoFirewall();
     default:
-      throw new InvalidConfigError(`unknown firewall backend "${String(choice)}" (use iptables, none or auto)`);
+      throw new InvalidConfigError(`unknown firewall backend "${String(choice)}" (use iptables, nftables, none or auto)`);
   }
 }
 

@@ -11,7 +11,7 @@ import type { State } from '../controller/model.js';
 const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'root', type: 'string', help: 'state directory (env TSNET_ROOT, default /var/lib/tsnet)', metavar: 'DIR' },
   { name: 'run-dir', type: 'string', help: 'runtime directory for namespace pins (env TSNET_RUN, default /run/tsnet)', metavar: 'DIR' },
-  { name: 'firewall', type: 'string', help: 'firewall backend: auto, iptables or none (env TSNET_FIREWALL)', metavar: 'NAME' },
+  { name: 'firewall', type: 'string', help: 'firewall backend: auto, iptables, nftables or none (env TSNET_FIREWALL)', metavar: 'NAME' },
   { name: 'log-level', short: 'l', type: 'string', help: `log level: ${LOG_LEVELS.join(', ')} (env TSNET_LOG_LEVEL, default warn)`, metavar: 'LEVEL' },
   { name: 'help', short: 'h', type: 'bool', help: 'show help' },
   { name: 'version', short: 'v', type: 'bool', help: 'print the version' },
@@ -380,7 +380,7 @@ export async function main(argv: string[], io = { out: (s: string) => process.st
     if (cmd.maxArgs !== undefined && parsed.positionals.length > cmd.maxArgs) throw new InvalidConfigError(`"tsnet ${cmd.path}" accepts at most ${cmd.maxArgs} argument(s): ${cmd.usage}`);
 
     const fw = str(g.flags.firewall);
-    if (fw !== undefined && !['auto', 'iptables', 'none'].includes(fw)) throw new InvalidConfigError(`unknown --firewall "${fw}" (use auto, iptables or none)`);
+    if (fw !== undefined && !['auto', 'iptables', 'nftables', 'none'].includes(fw)) throw new InvalidConfigError(`unknown --firewall "${fw}" (use auto, iptables, nftables or none)`);
     const log = createRootLogger(level);
     let composed: Composed | undefined;
     const env: Env = {

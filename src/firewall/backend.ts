@@ -38,7 +38,7 @@ export interface FwState {
 }
 
 export interface FirewallBackend {
-  readonly name: 'iptables' | 'none';
+  readonly name: 'iptables' | 'nftables' | 'none';
   /** Brings the kernel to exactly `desired`; returns whether anything had to change. */
   reconcile(desired: FwState): Promise<{ changed: boolean }>;
   /** Removes every tsnet rule and chain (hooks included), leaving others' rules alone. */

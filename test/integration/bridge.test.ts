@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { skipReason, withHost } from './harness.js';
 
-const skip = skipReason('ping');
+const skip = skipReason('ping', 'nft');
 
 test('two sandboxes on the default bridge reach each other and their gateway', { skip }, () =>
   withHost((h) => {
@@ -27,7 +27,7 @@ test('two sandboxes on the default bridge reach each other and their gateway', {
     assert.ok(h.links().includes('tsnet0'));
   }));
 
-test('sandboxes on two bridge networks cannot reach each other', { skip }, () =>
+for (const fw of ['iptables', 'nftables']) test(`${fw}: sandboxes on two bridge networks cannot reach each other`, { skip }, () =>
   withHost((h) => {
     h.ok(['network', 'create', '--subnet', '10.1.0.0/24', 'n1']);
     h.ok(['network', 'create', '--subnet', '10.2.0.0/24', 'n2']);
@@ -41,9 +41,9 @@ test('sandboxes on two bridge networks cannot reach each other', { skip }, () =>
     h.ok(['network', 'connect', 'n2', 'a']);
     assert.match(h.inSandbox('a', 'ip', '-o', 'addr', 'show', 'eth1').stdout, /10\.2\.0\.3\/24/);
     assert.ok(h.ping('a', '10.2.0.2'));
-  }));
+  }, { firewall: fw }));
 
-test('a sandbox reaches the outside through masquerade; enable_ip_masquerade=false turns it off', { skip }, () =>
+for (const fw of ['iptables', 'nftables']) test(`${fw}: a sandbox reaches the outside through masquerade; enable_ip_masquerade=false turns it off`, { skip }, () =>
   withHost((h) => {
     const outside = h.addOutside();
     h.ok(['sandbox', 'create', 'a']);
@@ -55,9 +55,9 @@ test('a sandbox reaches the outside through masquerade; enable_ip_masquerade=fal
     // Nothing from the outside reaches a container address directly.
     h.inNs(outside, 'ip', 'route', 'add', '172.17.0.0/16', 'via', '198.51.100.1');
     assert.notEqual(h.inNs(outside, 'ping', '-c', '1', '-W', '1', '172.17.0.2').code, 0, 'inbound to a container IP is dropped');
-  }));
+  }, { firewall: fw }));
 
-test('an internal network has no route out', { skip }, () =>
+for (const fw of ['iptables', 'nftables']) test(`${fw}: an internal network has no route out`, { skip }, () =>
   withHost((h) => {
     h.addOutside();
     h.ok(['network', 'create', '--internal', '--subnet', '10.4.0.0/24', 'int']);
@@ -67,10 +67,11 @@ test('an internal network has no route out', { skip }, () =>
     assert.ok(!h.ping('a', '198.51.100.2'));
     assert.ok(h.ping('a', '10.4.0.3'), 'members of an internal network still talk');
     assert.equal(h.inspect('network', 'int').Internal, true);
-    assert.doesNotMatch(h.iptables(), /-s 10\.4\.0\.0\/24 .*MASQUERADE/);
-  }));
+    if (fw === 'iptables') assert.doesNotMatch(h.iptables(), /-s 10\.4\.0\.0\/24 .*MASQUERADE/);
+    else assert.doesNotMatch(h.sh('nft', 'list', 'set', 'inet', 'tsnet', 'masq4').stdout, /10\.4\.0\.0/);
+  }, { firewall: fw }));
 
-test('enable_icc=false blocks traffic between sandboxes of one bridge but not to the gateway', { skip }, () =>
+for (const fw of ['iptables', 'nftables']) test(`${fw}: enable_icc=false blocks traffic between sandboxes of one bridge but not to the gateway`, { skip }, () =>
   withHost((h) => {
     h.ok(['network', 'create', '--subnet', '10.5.0.0/24', '-o', 'com.docker.network.bridge.enable_icc=false', 'noicc']);
     h.ok(['sandbox', 'create', '--network', 'noicc', 'a']);
@@ -78,7 +79,7 @@ test('enable_icc=false blocks traffic between sandboxes of one bridge but not to
     assert.ok(h.ping('a', '10.5.0.1'));
     assert.ok(!h.ping('a', '10.5.0.3'));
     assert.ok(!h.ping('b', '10.5.0.2'));
-  }));
+  }, { firewall: fw }));
 
 test('custom bridge name, MTU, static IP, ip-range and aux addresses', { skip }, () =>
   withHost((h) => {

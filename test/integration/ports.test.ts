@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { runSync, skipReason, withHost, type TestHost } from './harness.js';
 import { request, startServer } from './netprobe.js';
 
-const skip = skipReason('ping');
+const skip = skipReason('ping', 'nft');
 const sbxPath = (h: TestHost, name: string) => join(h.runDir, 'netns', name);
 
 async function settleIpv6(namespaces: string[]): Promise<void> {
@@ -18,122 +18,138 @@ async function settleIpv6(namespaces: string[]): Promise<void> {
   }
 }
 
-test('published TCP and UDP ports, ranges, localhost and hairpin; source IP kept; direct access dropped', { skip }, async () =>
-  withHost(async (h) => {
-    const outside = h.addOutside();
-    h.ok(['sandbox', 'create', '-p', '8080:80', '-p', '9090:90/udp', '-p', '127.0.0.1:8081:80', '-p', '8000-8002:7000-7002', 'web']);
-    h.ok(['sandbox', 'create', 'nb']);
-    const servers = [
-      await startServer(sbxPath(h, 'web'), 'tcp', [80, 7000, 7001, 7002]),
-      await startServer(sbxPath(h, 'web'), 'udp', [90]),
-    ];
-    try {
-      assert.equal(request(outside, 'tcp', '198.51.100.1', 8080), '198.51.100.2 80', 'TCP from outside; the server sees the client address');
-      assert.equal(request(outside, 'udp', '198.51.100.1', 9090), '198.51.100.2 90', 'UDP from outside');
-      assert.equal(request(outside, 'tcp', '198.51.100.1', 8001), '198.51.100.2 7001', 'a range keeps port offsets');
-      assert.equal(request(h.nsPath, 'tcp', '127.0.0.1', 8080), '172.17.0.1 80', 'localhost on a port published on every address');
-      assert.equal(request(h.nsPath, 'tcp', '127.0.0.1', 8081), '172.17.0.1 80', 'localhost on a port published on 127.0.0.1');
-      assert.match(request(outside, 'tcp', '198.51.100.1', 8081), /error|timeout/, 'a 127.0.0.1 port is not published on other addresses');
-      assert.equal(request(sbxPath(h, 'web'), 'tcp', '198.51.100.1', 8080), '172.17.0.1 80', 'hairpin: the container reaches its own published port');
-      assert.equal(request(sbxPath(h, 'nb'), 'tcp', '198.51.100.1', 8080), '172.17.0.1 80', 'a neighbour reaches it through the host address');
-      h.inNs(outside, 'ip', 'route', 'add', '172.17.0.0/16', 'via', '198.51.100.1');
-      assert.equal(request(outside, 'tcp', '172.17.0.2', 80), 'timeout', 'the container address itself is not reachable from outside');
-      assert.deepEqual(h.ok(['port', 'web']).split('\n'), [
-        '80/tcp -> 0.0.0.0:8080', '80/tcp -> 127.0.0.1:8081', '90/udp -> 0.0.0.0:9090',
-        '7000/tcp -> 0.0.0.0:8000', '7001/tcp -> 0.0.0.0:8001', '7002/tcp -> 0.0.0.0:8002',
-      ]);
+/** The published-port part of the firewall as text: DNAT rules or map elements. */
+function natRules(h: TestHost, fw: string): string {
+  if (fw === 'iptables') return h.sh('iptables-save', '-t', 'nat').stdout.split('\n').filter((l) => l.includes('DNAT --to')).join('\n');
+  return h.sh('nft', 'list', 'table', 'inet', 'tsnet').stdout.split('\n').filter((l) => / : /.test(l)).join('\n');
+}
+
+for (const fw of ['iptables', 'nftables']) {
+  test(`${fw}: published TCP and UDP ports, ranges, localhost and hairpin; source IP kept; direct access dropped`, { skip }, async () =>
+    withHost(async (h) => {
+      const outside = h.addOutside();
+      h.ok(['sandbox', 'create', '-p', '8080:80', '-p', '9090:90/udp', '-p', '127.0.0.1:8081:80', '-p', '8000-8002:7000-7002', 'web']);
+      h.ok(['sandbox', 'create', 'nb']);
+      const servers = [
+        await startServer(sbxPath(h, 'web'), 'tcp', [80, 7000, 7001, 7002]),
+        await startServer(sbxPath(h, 'web'), 'udp', [90]),
+      ];
+      try {
+        assert.equal(request(outside, 'tcp', '198.51.100.1', 8080), '198.51.100.2 80', 'TCP from outside; the server sees the client address');
+        assert.equal(request(outside, 'udp', '198.51.100.1', 9090), '198.51.100.2 90', 'UDP from outside');
+        assert.equal(request(outside, 'tcp', '198.51.100.1', 8001), '198.51.100.2 7001', 'a range keeps port offsets');
+        assert.equal(request(h.nsPath, 'tcp', '127.0.0.1', 8080), '172.17.0.1 80', 'localhost on a port published on every address');
+        assert.equal(request(h.nsPath, 'tcp', '127.0.0.1', 8081), '172.17.0.1 80', 'localhost on a port published on 127.0.0.1');
+        assert.match(request(outside, 'tcp', '198.51.100.1', 8081), /error|timeout/, 'a 127.0.0.1 port is not published on other addresses');
+        assert.equal(request(sbxPath(h, 'web'), 'tcp', '198.51.100.1', 8080), '172.17.0.1 80', 'hairpin: the container reaches its own published port');
+        assert.equal(request(sbxPath(h, 'nb'), 'tcp', '198.51.100.1', 8080), '172.17.0.1 80', 'a neighbour reaches it through the host address');
+        h.inNs(outside, 'ip', 'route', 'add', '172.17.0.0/16', 'via', '198.51.100.1');
+        assert.equal(request(outside, 'tcp', '172.17.0.2', 80), 'timeout', 'the container address itself is not reachable from outside');
+        assert.deepEqual(h.ok(['port', 'web']).split('\n'), [
+          '80/tcp -> 0.0.0.0:8080', '80/tcp -> 127.0.0.1:8081', '90/udp -> 0.0.0.0:9090',
+          '7000/tcp -> 0.0.0.0:8000', '7001/tcp -> 0.0.0.0:8001', '7002/tcp -> 0.0.0.0:8002',
+        ]);
+        // What we render is exactly what the kernel prints back: with the fast-path mark
+      // gone, a full check finds nothing to change.
+      h.sh('rm', '-f', join(h.runDir, 'firewall.mark'));
+      const dbg = h.tsnet(['-l', 'debug', 'system', 'reconcile']);
+      assert.equal(dbg.code, 0);
+      assert.match(dbg.stderr, fw === 'iptables' ? /"iptables-save"/ : /"nft","list"/, 'a full check ran');
+      assert.doesNotMatch(dbg.stderr, /"iptables-restore"|"nft","-f"/, 'and applied nothing');
       const ports = h.inspect('network', 'bridge').Containers;
-      const web = Object.values(ports).find((c: any) => c.Name === 'web') as any;
-      assert.deepEqual(web.Ports['90/udp'], [{ HostIp: '0.0.0.0', HostPort: '9090' }]);
-    } finally {
-      for (const s of servers) s.kill();
-    }
-  }));
-
-test('ports taken by another program or another sandbox are refused with the port named', { skip }, async () =>
-  withHost(async (h) => {
-    const holder = spawn('nsenter', [`--net=${h.nsPath}`, '--', process.execPath, '-e', "require('net').createServer().listen(5555, () => console.log('up'))"], { stdio: ['ignore', 'pipe', 'ignore'] });
-    try {
-      await new Promise((r) => holder.stdout.once('data', r));
-      h.ok(['sandbox', 'create', 'a']);
-      let r = h.tsnet(['network', 'disconnect', 'bridge', 'a']);
-      r = h.tsnet(['network', 'connect', '-p', '5555:80', 'bridge', 'a']);
-      assert.equal(r.code, 6);
-      assert.match(r.stderr, /port 0\.0\.0\.0:5555\/tcp is already in use by another program/);
-      h.ok(['network', 'connect', '-p', '6000:80', 'bridge', 'a']);
-      h.ok(['sandbox', 'create', 'b']);
-      h.ok(['network', 'disconnect', 'bridge', 'b']);
-      r = h.tsnet(['network', 'connect', '-p', '6000:81', 'bridge', 'b']);
-      assert.equal(r.code, 6);
-      assert.match(r.stderr, /0\.0\.0\.0:6000\/tcp is already published by sandbox a/);
-      r = h.tsnet(['network', 'connect', '-p', '127.0.0.1:6000:81', 'bridge', 'b']);
-      assert.equal(r.code, 6, '0.0.0.0 covers 127.0.0.1');
-      h.ok(['network', 'connect', '-p', '6000:81/udp', 'bridge', 'b']);
-      for (const bad of ['0:80', '70000:80', '80-70:80', '8000-8001:80-82', 'x:80', '1.2.3.4.5:80:80', '::1:80:80', '80/icmp']) {
-        r = h.tsnet(['sandbox', 'create', '-p', bad, 'bad']);
-        assert.equal(r.code, 2, `-p ${bad}: ${r.stderr}`);
+        const web = Object.values(ports).find((c: any) => c.Name === 'web') as any;
+        assert.deepEqual(web.Ports['90/udp'], [{ HostIp: '0.0.0.0', HostPort: '9090' }]);
+      } finally {
+        for (const s of servers) s.kill();
       }
-      assert.notEqual(h.tsnet(['sandbox', 'inspect', 'bad']).code, 0, 'nothing was created');
-      h.ok(['network', 'create', '--internal', 'int']);
-      r = h.tsnet(['sandbox', 'create', '--network', 'int', '-p', '80', 'i1']);
-      assert.match(r.stderr, /internal/);
-    } finally {
-      holder.kill();
-    }
-  }));
+    }, { firewall: fw }));
 
-test('-P publishes --expose ports on ephemeral host ports; disconnect removes exactly that endpoint\'s rules; reconcile restores flushed rules', { skip }, async () =>
-  withHost(async (h) => {
-    h.sh('sysctl', '-w', 'net.ipv4.ip_local_port_range=40000 40099');
-    h.ok(['sandbox', 'create', '-P', '--expose', '80', '--expose', '53/udp', 'auto']);
-    h.ok(['sandbox', 'create', '-p', '7070:80', 'keep']);
-    const lines = h.ok(['port', 'auto']).split('\n');
-    assert.equal(lines.length, 2);
-    for (const l of lines) {
-      const port = Number(l.split(':').pop());
-      assert.ok(port >= 40000 && port <= 40099, l);
-    }
-    const server = await startServer(sbxPath(h, 'auto'), 'tcp', [80]);
-    try {
-      const hp = Number(lines.find((l) => l.startsWith('80/tcp'))!.split(':').pop());
-      assert.equal(request(h.nsPath, 'tcp', '127.0.0.1', hp), '172.17.0.1 80');
-      // Flush our DNAT chain by hand; the next command restores it.
-      h.sh('iptables', '-t', 'nat', '-F', 'TSNET-DNAT');
-      assert.match(request(h.nsPath, 'tcp', '127.0.0.1', hp), /error|timeout/);
-      h.ok(['network', 'ls']);
-      h.ok(['sandbox', 'create', '--network', 'none', 'trigger']);
-      assert.equal(request(h.nsPath, 'tcp', '127.0.0.1', hp), '172.17.0.1 80', 'restored by reconcile');
-    } finally {
-      server.kill();
-    }
-    const epAuto = h.inspect('sandbox', 'auto').Networks.bridge.EndpointID.slice(0, 12);
-    const epKeep = h.inspect('sandbox', 'keep').Networks.bridge.EndpointID.slice(0, 12);
-    assert.match(h.sh('iptables-save', '-t', 'nat').stdout, new RegExp(epAuto));
-    h.ok(['network', 'disconnect', 'bridge', 'auto']);
-    const nat = h.sh('iptables-save', '-t', 'nat').stdout;
-    assert.doesNotMatch(nat, new RegExp(epAuto), 'no rule of the disconnected endpoint is left');
-    assert.match(nat, new RegExp(`tsnet:bridge:${epKeep}`), 'the other endpoint keeps its rule');
-    h.ok(['sandbox', 'rm', 'keep']);
-    assert.doesNotMatch(h.sh('iptables-save', '-t', 'nat').stdout, /DNAT --to-destination/);
-  }));
+  test(`${fw}: ports taken by another program or another sandbox are refused with the port named`, { skip }, async () =>
+    withHost(async (h) => {
+      const holder = spawn('nsenter', [`--net=${h.nsPath}`, '--', process.execPath, '-e', "require('net').createServer().listen(5555, () => console.log('up'))"], { stdio: ['ignore', 'pipe', 'ignore'] });
+      try {
+        await new Promise((r) => holder.stdout.once('data', r));
+        h.ok(['sandbox', 'create', 'a']);
+        let r = h.tsnet(['network', 'disconnect', 'bridge', 'a']);
+        r = h.tsnet(['network', 'connect', '-p', '5555:80', 'bridge', 'a']);
+        assert.equal(r.code, 6);
+        assert.match(r.stderr, /port 0\.0\.0\.0:5555\/tcp is already in use by another program/);
+        h.ok(['network', 'connect', '-p', '6000:80', 'bridge', 'a']);
+        h.ok(['sandbox', 'create', 'b']);
+        h.ok(['network', 'disconnect', 'bridge', 'b']);
+        r = h.tsnet(['network', 'connect', '-p', '6000:81', 'bridge', 'b']);
+        assert.equal(r.code, 6);
+        assert.match(r.stderr, /0\.0\.0\.0:6000\/tcp is already published by sandbox a/);
+        r = h.tsnet(['network', 'connect', '-p', '127.0.0.1:6000:81', 'bridge', 'b']);
+        assert.equal(r.code, 6, '0.0.0.0 covers 127.0.0.1');
+        h.ok(['network', 'connect', '-p', '6000:81/udp', 'bridge', 'b']);
+        for (const bad of ['0:80', '70000:80', '80-70:80', '8000-8001:80-82', 'x:80', '1.2.3.4.5:80:80', '::1:80:80', '80/icmp']) {
+          r = h.tsnet(['sandbox', 'create', '-p', bad, 'bad']);
+          assert.equal(r.code, 2, `-p ${bad}: ${r.stderr}`);
+        }
+        assert.notEqual(h.tsnet(['sandbox', 'inspect', 'bad']).code, 0, 'nothing was created');
+        h.ok(['network', 'create', '--internal', 'int']);
+        r = h.tsnet(['sandbox', 'create', '--network', 'int', '-p', '80', 'i1']);
+        assert.match(r.stderr, /internal/);
+      } finally {
+        holder.kill();
+      }
+    }, { firewall: fw }));
 
-test('an IPv6 host address is published to the container\'s IPv6 address', { skip }, async () =>
-  withHost(async (h) => {
-    const outside = h.addOutside();
-    h.sh('ip', 'addr', 'add', '2001:db8:1::1/64', 'dev', 'uplink0', 'nodad');
-    h.inNs(outside, 'ip', 'addr', 'add', '2001:db8:1::2/64', 'dev', 'eth0', 'nodad');
-    h.ok(['network', 'create', '--ipv6', '--subnet', '10.60.0.0/24', '--subnet', 'fd00:60::/64', 'v6']);
-    h.ok(['sandbox', 'create', '--network', 'v6', '-p', '[2001:db8:1::1]:8086:80', '-p', '8087:80', 'web6']);
-    const server = await startServer(sbxPath(h, 'web6'), 'tcp', [80]);
-    try {
-      // Fresh veths spend their first second or two on IPv6 duplicate address detection of
-      // their link-local addresses, and neighbour discovery waits for it: let it finish.
-      await settleIpv6([h.nsPath, outside, sbxPath(h, 'web6')]);
-      assert.equal(request(outside, 'tcp', '2001:db8:1::1', 8086), '2001:db8:1::2 80', 'IPv6 NAT path keeps the client address');
-      assert.equal(request(outside, 'tcp', '2001:db8:1::1', 8087), '2001:db8:1::2 80', 'a port on every address answers on IPv6 too');
-      assert.equal(request(outside, 'tcp', '198.51.100.1', 8087), '198.51.100.2 80');
-      assert.match(h.ok(['port', 'web6']), /80\/tcp -> \[2001:db8:1::1\]:8086/);
-    } finally {
-      server.kill();
-    }
-  }));
+  test(`${fw}: -P publishes --expose ports on ephemeral host ports; disconnect removes exactly that endpoint's rules; reconcile restores flushed rules`, { skip }, async () =>
+    withHost(async (h) => {
+      h.sh('sysctl', '-w', 'net.ipv4.ip_local_port_range=40000 40099');
+      h.ok(['sandbox', 'create', '-P', '--expose', '80', '--expose', '53/udp', 'auto']);
+      h.ok(['sandbox', 'create', '-p', '7070:80', 'keep']);
+      const lines = h.ok(['port', 'auto']).split('\n');
+      assert.equal(lines.length, 2);
+      for (const l of lines) {
+        const port = Number(l.split(':').pop());
+        assert.ok(port >= 40000 && port <= 40099, l);
+      }
+      const server = await startServer(sbxPath(h, 'auto'), 'tcp', [80]);
+      try {
+        const hp = Number(lines.find((l) => l.startsWith('80/tcp'))!.split(':').pop());
+        assert.equal(request(h.nsPath, 'tcp', '127.0.0.1', hp), '172.17.0.1 80');
+        // Flush our DNAT rules by hand; the next command restores them.
+        if (fw === 'iptables') h.sh('iptables', '-t', 'nat', '-F', 'TSNET-DNAT');
+        else h.sh('nft', 'flush', 'map', 'inet', 'tsnet', 'dnat4any');
+        assert.match(request(h.nsPath, 'tcp', '127.0.0.1', hp), /error|timeout/);
+        h.ok(['network', 'ls']);
+        h.ok(['sandbox', 'create', '--network', 'none', 'trigger']);
+        assert.equal(request(h.nsPath, 'tcp', '127.0.0.1', hp), '172.17.0.1 80', 'restored by reconcile');
+      } finally {
+        server.kill();
+      }
+      const ipAuto = h.inspect('sandbox', 'auto').Networks.bridge.IPAddress;
+      const ipKeep = h.inspect('sandbox', 'keep').Networks.bridge.IPAddress;
+      assert.ok(natRules(h, fw).includes(`${ipAuto}`));
+      h.ok(['network', 'disconnect', 'bridge', 'auto']);
+      const nat = natRules(h, fw);
+      assert.ok(!nat.includes(ipAuto), 'no rule of the disconnected endpoint is left');
+      assert.ok(nat.includes(ipKeep), 'the other endpoint keeps its rule');
+      h.ok(['sandbox', 'rm', 'keep']);
+      assert.ok(!natRules(h, fw).includes(ipKeep));
+    }, { firewall: fw }));
+
+  test(`${fw}: an IPv6 host address is published to the container's IPv6 address`, { skip }, async () =>
+    withHost(async (h) => {
+      const outside = h.addOutside();
+      h.sh('ip', 'addr', 'add', '2001:db8:1::1/64', 'dev', 'uplink0', 'nodad');
+      h.inNs(outside, 'ip', 'addr', 'add', '2001:db8:1::2/64', 'dev', 'eth0', 'nodad');
+      h.ok(['network', 'create', '--ipv6', '--subnet', '10.60.0.0/24', '--subnet', 'fd00:60::/64', 'v6']);
+      h.ok(['sandbox', 'create', '--network', 'v6', '-p', '[2001:db8:1::1]:8086:80', '-p', '8087:80', 'web6']);
+      const server = await startServer(sbxPath(h, 'web6'), 'tcp', [80]);
+      try {
+        // Fresh veths spend their first second or two on IPv6 duplicate address detection of
+        // their link-local addresses, and neighbour discovery waits for it: let it finish.
+        await settleIpv6([h.nsPath, outside, sbxPath(h, 'web6')]);
+        assert.equal(request(outside, 'tcp', '2001:db8:1::1', 8086), '2001:db8:1::2 80', 'IPv6 NAT path keeps the client address');
+        assert.equal(request(outside, 'tcp', '2001:db8:1::1', 8087), '2001:db8:1::2 80', 'a port on every address answers on IPv6 too');
+        assert.equal(request(outside, 'tcp', '198.51.100.1', 8087), '198.51.100.2 80');
+        assert.match(h.ok(['port', 'web6']), /80\/tcp -> \[2001:db8:1::1\]:8086/);
+      } finally {
+        server.kill();
+      }
+    }, { firewall: fw }));
+}

@@ -198,3 +198,20 @@ export function planRestore(desired: DesiredRuleset, saved: SavedRuleset): strin
   }
   return blocks.length ? `${blocks.join('\n')}\n` : undefined;
 }
+
+/** What iptables-save shows after a successful plan for `desired` (used when the kernel is known to hold it). */
+export function savedFrom(desired: DesiredRuleset): SavedRuleset {
+  const out: SavedRuleset = new Map();
+  for (const [table, t] of desired) {
+    const chains = new Map<string, string>();
+    const rules = new Map<string, string[]>();
+    for (const [c, r] of t.chains) {
+      chains.set(c, '-');
+      rules.set(c, [...r]);
+    }
+    if (t.userChain) chains.set(CHAIN.USER, '-');
+    for (const h of t.hooks) rules.set(h.chain, [...(rules.get(h.chain) ?? []), h.rule]);
+    out.set(table, { chains, rules });
+  }
+  return out;
+}

@@ -8,8 +8,10 @@ import { fileURLToPath } from 'node:url';
 import { planRestore, renderDesired } from '../../src/firewall/iptables/render.js';
 import { parseIptablesSave } from '../../src/firewall/iptables/parse.js';
 import type { FwState } from '../../src/firewall/backend.js';
+import { planNft, renderElements } from '../../src/firewall/nftables/render.js';
+import { parseNftTable } from '../../src/firewall/nftables/parse.js';
 
-const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'golden', 'iptables');
+const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'golden', 'firewall');
 
 function golden(name: string, actual: string): void {
   const file = join(GOLDEN, name);
@@ -110,4 +112,32 @@ test('the parser reads tables, policies and rules of iptables-save', () => {
   assert.equal(f.chains.get('INPUT'), 'DROP');
   assert.deepEqual(f.rules.get('INPUT'), ['-i lo -j ACCEPT']);
   assert.deepEqual(f.rules.get('TSNET-X'), ['-m comment --comment "tsnet:a b" -j RETURN']);
+});
+
+/** What `nft list table inet tsnet` prints for a state (sets then chains), for planner tests. */
+function simulateNftList(state: FwState): string {
+  const els = renderElements(state);
+  const out = ['table inet tsnet {'];
+  for (const [name, set] of els) out.push(`\tset ${name} {`, '\t\ttype x', ...(set.size ? [`\t\telements = { ${[...set].join(',\n\t\t\t     ')} }`] : []), '\t}');
+  out.push('\tchain user {', '\t}');
+  const script = planNft(state, undefined)!;
+  for (const chain of ['forward', 'prerouting', 'output', 'postrouting', 'raw']) {
+    out.push(`\tchain ${chain} {`, '\t\ttype filter hook forward priority filter; policy accept;');
+    for (const l of script.split('\n')) if (l.startsWith(`add rule inet tsnet ${chain} `)) out.push(`\t\t${l.slice(`add rule inet tsnet ${chain} `.length)}`);
+    out.push('\t}');
+  }
+  out.push('}');
+  return out.join('\n');
+}
+
+test('nftables: first install golden; a matching table needs nothing; one more port is one element', () => {
+  golden('nft-install.nft', planNft(PORTS, undefined)!);
+  const listed = parseNftTable(simulateNftList(PORTS));
+  assert.equal(planNft(PORTS, listed), undefined);
+  const more: FwState = { ...PORTS, bindings: [...PORTS.bindings!, { ...PORTS.bindings![0]!, hostPort: 8081, hostPortEnd: 8081 }] };
+  assert.equal(planNft(more, listed), 'add element inet tsnet dnat4any { tcp . 8081 : 172.17.0.2 . 80 }\n');
+  const fewer: FwState = { ...PORTS, bindings: PORTS.bindings!.slice(1) };
+  assert.equal(planNft(fewer, listed), 'delete element inet tsnet dnat4any { tcp . 8080 }\n');
+  // A range is one element per port, offsets kept.
+  assert.equal([...renderElements(PORTS).get('dnat4any')!].filter((e) => e.includes('172.17.0.3 . 70')).length, 11);
 });

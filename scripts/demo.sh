@@ -19,6 +19,7 @@ fi
 HOSTNS="tsnet-demo-$$"
 WORK="$(mktemp -d /tmp/tsnet-demo.XXXXXX)"
 cleanup() {
+  [ -f "$WORK/run/proxy.sock.pid" ] && kill "$(cat "$WORK/run/proxy.sock.pid")" 2>/dev/null || true
   for p in "$WORK"/run/netns/*; do [ -e "$p" ] && umount -l "$p" 2>/dev/null || true; done
   ip netns del "$HOSTNS" 2>/dev/null || true
   rm -rf "$WORK"

@@ -17,6 +17,7 @@ import { NoFirewall, type FirewallBackend } from './firewall/backend.js';
 import { IptablesBackend } from './firewall/iptables/backend.js';
 import { NftablesBackend } from './firewall/nftables/backend.js';
 import { GenerationMark } from './firewall/mark.js';
+import { ProxyClient } from './portmapper/proxy/client.js';
 import { InvalidConfigError } from './errors.js';
 
 export type FirewallChoice = 'auto' | 'iptables' | 'nftables' | 'none';
@@ -27,6 +28,8 @@ export interface Settings {
   firewall: FirewallChoice;
   /** Seconds a full reconcile sweep stays fresh (TSNET_SWEEP_INTERVAL; 0 = every command). */
   sweepIntervalSec?: number;
+  /** Run the userland proxy for published ports (TSNET_USERLAND_PROXY=false turns it off). */
+  userlandProxy?: boolean;
 }
 
 export function defaultSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -35,6 +38,7 @@ export function defaultSettings(env: NodeJS.ProcessEnv = process.env): Settings 
     runDir: env.TSNET_RUN || '/run/tsnet',
     firewall: (env.TSNET_FIREWALL as FirewallChoice) || 'auto',
     sweepIntervalSec: parseSweep(env.TSNET_SWEEP_INTERVAL),
+    userlandProxy: env.TSNET_USERLAND_PROXY !== 'false' && env.TSNET_USERLAND_PROXY !== '0',
   };
 }
 
@@ -92,6 +96,7 @@ export function compose(settings: Settings, log: Logger, sys: SystemPorts = crea
     store, sys, firewall, drivers, log, runDir, instance,
     random: (n) => randomBytes(n),
     sweepIntervalMs: settings.sweepIntervalSec === undefined ? undefined : settings.sweepIntervalSec * 1000,
+    proxy: settings.userlandProxy === false ? undefined : new ProxyClient(runDir, log.child({ component: 'proxy' })),
   });
   return { controller, sys, store, settings: { ...settings, root, runDir } };
 }

@@ -14,6 +14,9 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <string>
@@ -157,7 +160,50 @@ Napi::Value FdInode(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(st.st_ino));
 }
 
+// bindSocket(family, type, address, port): a socket bound but not listening, so a
+// port can be held before firewall rules exist and served only once they do.
+// Returns the fd (close-on-exec, non-blocking), ready for net.Server#listen({fd})
+// or dgram's bind({fd}).
+Napi::Value BindSocket(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsString() || !info[2].IsString() || !info[3].IsNumber()) {
+    Napi::TypeError::New(env, "bindSocket(family: 4|6, type: 'tcp'|'udp', address: string, port: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int family = info[0].As<Napi::Number>().Int32Value() == 6 ? AF_INET6 : AF_INET;
+  std::string type = info[1].As<Napi::String>().Utf8Value();
+  std::string addr = info[2].As<Napi::String>().Utf8Value();
+  int port = info[3].As<Napi::Number>().Int32Value();
+  int fd = socket(family, (type == "udp" ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) { ThrowErrno(env, errno, "socket"); return env.Undefined(); }
+  int one = 1;
+  if (type != "udp") setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  int rc;
+  if (family == AF_INET6) {
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    struct sockaddr_in6 sa {};
+    sa.sin6_family = AF_INET6;
+    sa.sin6_port = htons(port);
+    if (inet_pton(AF_INET6, addr.c_str(), &sa.sin6_addr) != 1) { close(fd); ThrowErrno(env, EINVAL, "inet_pton", addr); return env.Undefined(); }
+    rc = bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof(sa));
+  } else {
+    struct sockaddr_in sa {};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    if (inet_pton(AF_INET, addr.c_str(), &sa.sin_addr) != 1) { close(fd); ThrowErrno(env, EINVAL, "inet_pton", addr); return env.Undefined(); }
+    rc = bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof(sa));
+  }
+  if (rc != 0) {
+    int err = errno;
+    close(fd);
+    ThrowErrno(env, err, "bind", addr + ":" + std::to_string(port));
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("bindSocket", Napi::Function::New(env, BindSocket));
   exports.Set("withNetns", Napi::Function::New(env, WithNetns));
   exports.Set("createNetns", Napi::Function::New(env, CreateNetns));
   exports.Set("bindMount", Napi::Function::New(env, BindMount));

@@ -9,6 +9,8 @@ import type { LinkInfo, SystemPorts } from '../system/ports.js';
 import type { FirewallBackend, FwBinding, FwState } from '../firewall/backend.js';
 import { parseExpose, parsePortSpec, type PortRequest } from '../portmapper/spec.js';
 import { allocatePorts, ephemeralRange, type PortBinding, type Published } from '../portmapper/allocator.js';
+import type { ProxyPort } from '../portmapper/proxy/client.js';
+import type { ProxyBinding } from '../portmapper/proxy/protocol.js';
 import type { DriverContext, DriverRegistry, OpenSandbox } from '../driverapi/driver.js';
 import type { EndpointRecord, NetworkRecord, SandboxRecord, State } from './model.js';
 import { AlreadyExistsError, ConflictError, InvalidConfigError, NotFoundError, runAll } from '../errors.js';
@@ -31,6 +33,8 @@ export interface ControllerDeps {
   random: (n: number) => Buffer;
   /** How long a full sweep stays fresh (default SWEEP_INTERVAL_MS; 0 = sweep at every command). */
   sweepIntervalMs?: number;
+  /** The userland proxy (holds every published port; serves [::1] and --firewall none). */
+  proxy?: ProxyPort;
 }
 
 export interface CreateNetworkRequest {
@@ -302,13 +306,22 @@ export class Controller {
       await faultPoint('connect:before-join');
       await this.withSandbox(s, sbx, (open) => this.d.drivers.get(net.driver).join(net, ep, open, this.ctx));
       await faultPoint('connect:after-join');
-      // Rules only once the container end exists: a published port never points nowhere.
-      if (ep.ports?.length) await this.d.firewall.reconcile(this.desiredFirewall(s));
+      // Bind before rules, rules before serving: the proxy takes the host ports (a port
+      // another program grabbed since the probe fails here), NAT rules follow once the
+      // container end exists, and only then does the proxy accept traffic.
+      if (ep.ports?.length) {
+        await this.syncProxy(s, false);
+        await this.d.firewall.reconcile(this.desiredFirewall(s));
+        await this.syncProxy(s, true);
+      }
       await faultPoint('connect:after-ports');
     } catch (err) {
       await this.rollback(tx, s, `connect ${sbx.name} to ${net.name}`, err, async () => {
         await this.teardownEndpoint(s, ep);
-        if (ep.ports?.length) await this.d.firewall.reconcile(this.desiredFirewall(s));
+        if (ep.ports?.length) {
+          await this.d.firewall.reconcile(this.desiredFirewall(s));
+          await this.syncProxy(s, true);
+        }
       });
     }
     ep.phase = 'ready';
@@ -327,7 +340,10 @@ export class Controller {
       tx.write(s);
       await faultPoint('disconnect:after-mark');
       // Its port rules go first (desired state leaves out endpoints being removed).
-      if (ep.ports?.length) await this.d.firewall.reconcile(this.desiredFirewall(s));
+      if (ep.ports?.length) {
+        await this.d.firewall.reconcile(this.desiredFirewall(s));
+        await this.syncProxy(s, true);
+      }
       await this.teardownEndpoint(s, ep);
       tx.write(s);
     });
@@ -411,6 +427,7 @@ export class Controller {
         tx.write(s);
         await faultPoint('sandbox-rm:after-mark');
         await this.d.firewall.reconcile(this.desiredFirewall(s));
+        await this.syncProxy(s, true);
         await this.teardownSandbox(s, x);
         tx.write(s);
       }
@@ -593,6 +610,33 @@ export class Controller {
     return { networks, bindings };
   }
 
+  /** Every listening address the userland proxy must hold, with its target. */
+  private proxyBindings(s: State): ProxyBinding[] {
+    const out: ProxyBinding[] = [];
+    for (const ep of Object.values(s.endpoints)) {
+      if (!ep.ports?.length || ep.phase === 'removing') continue;
+      const v4 = ep.ipv4?.split('/')[0];
+      const v6 = ep.ipv6?.split('/')[0];
+      for (const p of ep.ports) {
+        if (p.proto === 'sctp') continue; // Node has no SCTP sockets: NAT only
+        const listens: Array<[string, string | undefined]> =
+          p.hostIP === '' ? [['0.0.0.0', v4 ?? v6], ['::', v6 ?? v4]] : [[p.hostIP, p.hostIP.includes(':') ? v6 ?? v4 : v4]];
+        for (const [hostIP, target] of listens) {
+          if (!target) continue;
+          for (let i = 0; i <= p.hostPortEnd - p.hostPort; i++) {
+            const targetPort = p.containerPortEnd === p.containerPort ? p.containerPort : p.containerPort + i;
+            out.push({ proto: p.proto, hostIP, hostPort: p.hostPort + i, targetIP: target, targetPort });
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  private async syncProxy(s: State, activate: boolean): Promise<void> {
+    if (this.d.proxy) await this.d.proxy.sync(this.proxyBindings(s), activate);
+  }
+
   /** Chooses host ports for an endpoint's requests (validation: nothing is touched yet). */
   private async allocatePorts(s: State, sbx: SandboxRecord, ep: EndpointRecord, reqs: PortRequest[]): Promise<PortBinding[]> {
     const published: Published[] = [];
@@ -704,9 +748,11 @@ export class Controller {
     }
     if (opts.sweep || repaired || this.sweepDue()) await this.sweepLocked(s, attempt, log);
 
-    // 4. Firewall: one transaction, only if something differs.
+    // 4. Firewall: one transaction, only if something differs. Then the proxy holds
+    //    exactly the published ports (started again if it died).
     const fw = await this.d.firewall.reconcile(this.desiredFirewall(s));
     if (fw.changed) log.info('firewall rules restored');
+    await attempt('userland proxy', () => this.syncProxy(s, true));
     if (problems.length) log.warn({ count: problems.length }, 'reconcile finished with problems');
     return s;
   }

@@ -3,7 +3,7 @@
 // inside it (nsenter --net, so the mount namespace and our namespace pins are the
 // real ones), and destroy() removes everything it made.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -138,7 +138,18 @@ export class TestHost {
     return this.sh('iptables-save').stdout.replace(/^#.*$/gm, '').replace(/\[\d+:\d+\]/g, '');
   }
 
+  /** The userland proxy's pid, if one runs for this host. */
+  proxyPid(): number | undefined {
+    try {
+      return Number(readFileSync(join(this.runDir, 'proxy.sock.pid'), 'utf8')) || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   destroy(): void {
+    const pid = this.proxyPid();
+    if (pid) spawnSync('kill', ['-9', String(pid)]);
     const pins = join(this.runDir, 'netns');
     if (existsSync(pins)) {
       for (const p of readdirSync(pins)) spawnSync('umount', ['-l', join(pins, p)]);

@@ -114,10 +114,12 @@ for (const fw of ['iptables', 'nftables']) {
         // Flush our DNAT rules by hand; the next command restores them.
         if (fw === 'iptables') h.sh('iptables', '-t', 'nat', '-F', 'TSNET-DNAT');
         else h.sh('nft', 'flush', 'map', 'inet', 'tsnet', 'dnat4any');
-        assert.match(request(h.nsPath, 'tcp', '127.0.0.1', hp), /error|timeout/);
-        h.ok(['network', 'ls']);
+        assert.ok(!natRules(h, fw).includes(`:${hp} `) && !natRules(h, fw).includes(`. ${hp} :`), 'rules gone');
+        // (the userland proxy still answers meanwhile: it holds every published port)
+        assert.equal(request(h.nsPath, 'tcp', '127.0.0.1', hp), '172.17.0.1 80');
         h.ok(['sandbox', 'create', '--network', 'none', 'trigger']);
-        assert.equal(request(h.nsPath, 'tcp', '127.0.0.1', hp), '172.17.0.1 80', 'restored by reconcile');
+        assert.ok(natRules(h, fw).includes(`${hp}`), 'restored by reconcile');
+        assert.equal(request(h.nsPath, 'tcp', '127.0.0.1', hp), '172.17.0.1 80');
       } finally {
         server.kill();
       }
@@ -153,3 +155,51 @@ for (const fw of ['iptables', 'nftables']) {
       }
     }, { firewall: fw }));
 }
+
+test('userland proxy: holds published ports, serves [::1] and --firewall none, comes back after a kill, leaves with the last port', { skip }, async () =>
+  withHost(async (h) => {
+    h.ok(['network', 'create', '--ipv6', '--subnet', '10.70.0.0/24', '--subnet', 'fd00:70::/64', 'v6']);
+    h.ok(['sandbox', 'create', '--network', 'v6', '-p', '8090:80', '-p', '5300:53/udp', 'web']);
+    const servers = [await startServer(sbxPath(h, 'web'), 'tcp', [80]), await startServer(sbxPath(h, 'web'), 'udp', [53])];
+    try {
+      const pid = h.proxyPid();
+      assert.ok(pid, 'a proxy runs');
+      // The published port is held: no other program can bind it.
+      const grab = h.sh(process.execPath, '-e', "require('net').createServer().listen(8090, '0.0.0.0').on('error', (e) => { console.log(e.code); process.exit(0) }).on('listening', () => { console.log('bound'); process.exit(0) })");
+      assert.equal(grab.stdout.trim(), 'EADDRINUSE');
+      await settleIpv6([h.nsPath, sbxPath(h, 'web')]);
+      assert.equal(request(h.nsPath, 'tcp', '::1', 8090), 'fd00:70::1 80', '[::1] through the proxy');
+      assert.equal(request(h.nsPath, 'udp', '::1', 5300), 'fd00:70::1 53', 'UDP [::1] through the proxy');
+      // Killed, it is started again and re-fed by the next command.
+      h.sh('kill', '-9', String(pid));
+      await new Promise((r) => setTimeout(r, 100));
+      h.ok(['network', 'ls']);
+      h.ok(['sandbox', 'create', '--network', 'none', 'trigger']);
+      const again = h.proxyPid();
+      assert.ok(again && again !== pid, 'a new proxy');
+      assert.equal(request(h.nsPath, 'tcp', '::1', 8090), 'fd00:70::1 80');
+      h.ok(['sandbox', 'rm', 'web']);
+      await new Promise((r) => setTimeout(r, 200));
+      // Exited (a zombie counts: this VM's pid 1 does not reap orphans), socket removed.
+      const state = h.sh('sh', '-c', `grep '^State' /proc/${again}/status || echo gone`).stdout;
+      assert.match(state, /gone|zombie/, 'the proxy exits with its last binding');
+      assert.equal(h.sh('test', '-e', join(h.runDir, 'proxy.sock')).code, 1);
+    } finally {
+      for (const x of servers) x.kill();
+    }
+  }));
+
+test('--firewall none: published ports are served by the proxy alone (TCP and UDP, source is the host)', { skip }, async () =>
+  withHost(async (h) => {
+    const outside = h.addOutside();
+    h.ok(['sandbox', 'create', '-p', '8095:80', '-p', '5395:53/udp', 'web']);
+    assert.doesNotMatch(h.iptables(), /TSNET/, 'no firewall rules at all');
+    const servers = [await startServer(sbxPath(h, 'web'), 'tcp', [80]), await startServer(sbxPath(h, 'web'), 'udp', [53])];
+    try {
+      assert.equal(request(outside, 'tcp', '198.51.100.1', 8095), '172.17.0.1 80');
+      assert.equal(request(outside, 'udp', '198.51.100.1', 5395), '172.17.0.1 53');
+      assert.equal(request(h.nsPath, 'tcp', '127.0.0.1', 8095), '172.17.0.1 80');
+    } finally {
+      for (const x of servers) x.kill();
+    }
+  }, { firewall: 'none' }));

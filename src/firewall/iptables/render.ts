@@ -120,7 +120,8 @@ export function renderDesired(state: FwState, family: Family): DesiredRuleset {
     userChain: false,
     hooks: [
       { chain: 'PREROUTING', rule: `-m addrtype --dst-type LOCAL -j ${CHAIN.DNAT}` },
-      { chain: 'OUTPUT', rule: `-m addrtype --dst-type LOCAL -j ${CHAIN.DNAT}` },
+      // IPv6 has no route_localnet: [::1] is left to the userland proxy.
+      { chain: 'OUTPUT', rule: family === 4 ? `-m addrtype --dst-type LOCAL -j ${CHAIN.DNAT}` : `! -d ::1/128 -m addrtype --dst-type LOCAL -j ${CHAIN.DNAT}` },
       { chain: 'POSTROUTING', rule: `-j ${CHAIN.POSTROUTING}` },
     ],
   });

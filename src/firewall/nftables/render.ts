@@ -32,11 +32,12 @@ export interface ChainSpec {
   printed: string[];
 }
 
+// Locally generated IPv6 to [::1] is left to the userland proxy (IPv6 has no route_localnet).
 const dnatRules = (hookChain: string) => [
   'fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @dnat4',
   'fib daddr type local dnat ip to meta l4proto . th dport map @dnat4any',
-  'fib daddr type local dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6',
-  'fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6any',
+  `fib daddr type local ${hookChain === 'output' ? 'ip6 daddr != ::1 ' : ''}dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6`,
+  `fib daddr type local ${hookChain === 'output' ? 'ip6 daddr != ::1 ' : ''}dnat ip6 to meta l4proto . th dport map @dnat6any`,
 ].map((r, i) => (i === 0 ? `${r} comment "${SKELETON_VERSION}:${hookChain}"` : r));
 
 function chain(name: string, hook: string, rules: string[]): ChainSpec {

@@ -11,6 +11,7 @@ export interface NativeAddon {
   umount(path: string, detach?: boolean): boolean;
   flock(fd: number, op: 'ex' | 'sh' | 'un', nonBlocking?: boolean): boolean;
   fdInode(fd: number): number;
+  bindSocket(family: 4 | 6, type: 'tcp' | 'udp', address: string, port: number): number;
 }
 
 function findAddon(): string {

@@ -1,0 +1,137 @@
+// The userland proxy: one process serving every published port of a host for
+// what NAT cannot (IPv6 loopback, --firewall none), and holding every published
+// port so no other program can take it. TCP connections are piped to the target;
+// UDP is relayed per client address with an idle timeout.
+import net from 'node:net';
+import dgram from 'node:dgram';
+import { closeSync } from 'node:fs';
+import type { NativeAddon } from '../../system/real/addon.js';
+import { bindingKey, type ProxyBinding, type ProxyReply, type ProxyRequest } from './protocol.js';
+
+interface Held {
+  binding: ProxyBinding;
+  fd: number;
+  server?: net.Server;
+  udp?: dgram.Socket;
+  flows?: Map<string, { sock: dgram.Socket; timer: NodeJS.Timeout; ready: boolean; queue: Buffer[] }>;
+}
+
+export interface ProxyOptions {
+  udpIdleMs: number;
+  log: (msg: string) => void;
+}
+
+export class UserlandProxy {
+  private readonly held = new Map<string, Held>();
+  constructor(
+    private readonly addon: NativeAddon,
+    private readonly opts: ProxyOptions,
+  ) {}
+
+  get size(): number {
+    return this.held.size;
+  }
+
+  handle(req: ProxyRequest): ProxyReply {
+    if (req.op === 'status') return { ok: true, pid: process.pid, bindings: this.held.size, rssBytes: process.memoryUsage().rss };
+    if (req.op !== 'sync') return { ok: false, pid: process.pid, error: `unknown op` };
+    const want = new Map(req.bindings.map((b) => [bindingKey(b), b]));
+    for (const [key, h] of this.held) if (!want.has(key)) this.release(key, h);
+    const errors: NonNullable<ProxyReply['errors']> = [];
+    for (const [key, b] of want) {
+      const h = this.held.get(key);
+      if (h) {
+        h.binding = b; // the target may have moved (re-created endpoint)
+        continue;
+      }
+      try {
+        const fd = this.addon.bindSocket(b.hostIP.includes(':') ? 6 : 4, b.proto === 'udp' ? 'udp' : 'tcp', b.hostIP, b.hostPort);
+        this.held.set(key, { binding: b, fd });
+      } catch (err) {
+        errors.push({ binding: b, code: (err as { code?: string }).code ?? 'EIO' });
+      }
+    }
+    if (req.activate) for (const h of this.held.values()) this.activate(h);
+    return { ok: errors.length === 0, pid: process.pid, errors, bindings: this.held.size };
+  }
+
+  private activate(h: Held): void {
+    if (h.server || h.udp) return;
+    if (h.binding.proto === 'udp') {
+      const sock = dgram.createSocket({ type: h.binding.hostIP.includes(':') ? 'udp6' : 'udp4' });
+      h.udp = sock;
+      h.flows = new Map();
+      sock.on('message', (msg, rinfo) => this.relayUdp(h, msg, rinfo));
+      sock.on('error', (err) => this.opts.log(`udp ${bindingKey(h.binding)}: ${err.message}`));
+      sock.bind({ fd: h.fd } as dgram.BindOptions);
+      return;
+    }
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (client) => this.pipeTcp(h, client));
+    server.on('error', (err) => this.opts.log(`tcp ${bindingKey(h.binding)}: ${err.message}`));
+    server.listen({ fd: h.fd, backlog: 1024 });
+    h.server = server;
+  }
+
+  private pipeTcp(h: Held, client: net.Socket): void {
+    const up = net.connect({ host: h.binding.targetIP, port: h.binding.targetPort, allowHalfOpen: true });
+    client.setNoDelay(true);
+    up.setNoDelay(true);
+    const done = () => {
+      client.destroy();
+      up.destroy();
+    };
+    client.on('error', done);
+    up.on('error', done);
+    client.on('close', () => up.end());
+    up.on('close', () => client.end());
+    client.pipe(up);
+    up.pipe(client);
+  }
+
+  private relayUdp(h: Held, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const key = `${rinfo.address}/${rinfo.port}`;
+    let flow = h.flows!.get(key);
+    if (!flow) {
+      const sock = dgram.createSocket(h.binding.targetIP.includes(':') ? 'udp6' : 'udp4');
+      const f = { sock, timer: setTimeout(() => this.dropFlow(h, key), this.opts.udpIdleMs), ready: false, queue: [] as Buffer[] };
+      sock.on('message', (reply) => {
+        f.timer.refresh();
+        h.udp?.send(reply, rinfo.port, rinfo.address);
+      });
+      sock.on('error', () => this.dropFlow(h, key));
+      sock.connect(h.binding.targetPort, h.binding.targetIP, () => {
+        f.ready = true;
+        for (const m of f.queue.splice(0)) sock.send(m);
+      });
+      h.flows!.set(key, f);
+      flow = f;
+    } else {
+      flow.timer.refresh();
+    }
+    if (flow.ready) flow.sock.send(msg);
+    else flow.queue.push(msg);
+  }
+
+  private dropFlow(h: Held, key: string): void {
+    const f = h.flows?.get(key);
+    if (!f) return;
+    clearTimeout(f.timer);
+    f.sock.close();
+    h.flows!.delete(key);
+  }
+
+  private release(key: string, h: Held): void {
+    this.held.delete(key);
+    if (h.server) h.server.close();
+    else if (h.udp) {
+      for (const k of [...(h.flows?.keys() ?? [])]) this.dropFlow(h, k);
+      h.udp.close();
+    } else {
+      try {
+        closeSync(h.fd); // bound but never served
+      } catch {
+        /* already closed */
+      }
+    }
+  }
+}

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <string.h>
+#include <cstring>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -19,7 +20,15 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <netinet/tcp.h>
+#include <poll.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 namespace {
 
@@ -202,7 +211,168 @@ Napi::Value BindSocket(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// ---------------------------------------------------------------------------
+// Zero-copy TCP relay for the userland proxy. A listener runs an accept loop on a
+// native thread; each connection gets a thread that connects to the target and
+// moves bytes socket -> pipe -> socket with splice(2) in both directions, never
+// copying them into user space and never touching JavaScript. The threads own
+// their fds; the registry below is the only shared state, behind a mutex.
+
+namespace splice_relay {
+
+constexpr size_t kChunk = 1 << 16;
+
+bool SetNonBlocking(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  return fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
+}
+
+// Moves bytes both ways until both directions reached EOF (half-close honoured)
+// or an error occurs.
+void Relay(int a, int b) {
+  int p1[2], p2[2];  // p1 carries a -> b, p2 carries b -> a
+  if (pipe2(p1, O_NONBLOCK | O_CLOEXEC) != 0) return;
+  if (pipe2(p2, O_NONBLOCK | O_CLOEXEC) != 0) { close(p1[0]); close(p1[1]); return; }
+  SetNonBlocking(a);
+  SetNonBlocking(b);
+  size_t in1 = 0, in2 = 0;
+  bool eofA = false, eofB = false, shutA = false, shutB = false;
+  const unsigned flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+  auto pump = [&](int from, int to, int* pipe, size_t& in, bool& eof, bool& shut, bool& progress) -> bool {
+    if (!eof && in < kChunk) {
+      ssize_t n = splice(from, nullptr, pipe[1], nullptr, kChunk - in, flags);
+      if (n > 0) { in += n; progress = true; }
+      else if (n == 0) { eof = true; progress = true; }
+      else if (errno != EAGAIN && errno != EINTR) return false;
+    }
+    if (in > 0) {
+      ssize_t m = splice(pipe[0], nullptr, to, nullptr, in, flags);
+      if (m > 0) { in -= m; progress = true; }
+      else if (m < 0 && errno != EAGAIN && errno != EINTR) return false;
+    }
+    if (eof && in == 0 && !shut) { shutdown(to, SHUT_WR); shut = true; progress = true; }
+    return true;
+  };
+  for (;;) {
+    bool progress = false;
+    if (!pump(a, b, p1, in1, eofA, shutB, progress)) break;
+    if (!pump(b, a, p2, in2, eofB, shutA, progress)) break;
+    if (shutA && shutB) break;
+    if (progress) continue;
+    struct pollfd pf[2] = {{a, 0, 0}, {b, 0, 0}};
+    if (!eofA && in1 < kChunk) pf[0].events |= POLLIN;
+    if (in2 > 0) pf[0].events |= POLLOUT;
+    if (!eofB && in2 < kChunk) pf[1].events |= POLLIN;
+    if (in1 > 0) pf[1].events |= POLLOUT;
+    if (poll(pf, 2, -1) < 0 && errno != EINTR) break;
+    if ((pf[0].revents | pf[1].revents) & (POLLERR | POLLNVAL)) break;
+  }
+  close(p1[0]); close(p1[1]); close(p2[0]); close(p2[1]);
+}
+
+struct Listener {
+  int fd;
+  int stopPipe[2];  // written once to end the accept loop (no periodic wake-ups)
+  sockaddr_storage target;
+  socklen_t targetLen;
+};
+
+std::mutex registryMu;
+std::map<int, std::shared_ptr<Listener>> registry;
+int nextId = 1;
+
+void Serve(int client, std::shared_ptr<Listener> l) {
+  int up = socket(l->target.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (up >= 0 && connect(up, reinterpret_cast<sockaddr*>(&l->target), l->targetLen) == 0) {
+    int one = 1;
+    setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(up, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    Relay(client, up);
+  }
+  if (up >= 0) close(up);
+  close(client);
+}
+
+void AcceptLoop(std::shared_ptr<Listener> l) {
+  for (;;) {
+    struct pollfd pf[2] = {{l->fd, POLLIN, 0}, {l->stopPipe[0], POLLIN, 0}};
+    if (poll(pf, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (pf[1].revents) break;
+    int c = accept4(l->fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) continue;
+    std::thread(Serve, c, l).detach();
+  }
+  close(l->fd);
+  close(l->stopPipe[0]);
+  close(l->stopPipe[1]);
+}
+
+}  // namespace splice_relay
+
+// spliceListen(fd, targetIP, targetPort, backlog): listen on a bound socket (from
+// bindSocket) and relay every connection to the target with splice(2) on native
+// threads. Returns an id for spliceStop. The listener owns fd from here on.
+Napi::Value SpliceListen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsString() || !info[2].IsNumber() || !info[3].IsNumber()) {
+    Napi::TypeError::New(env, "spliceListen(fd: number, targetIP: string, targetPort: number, backlog: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto l = std::make_shared<splice_relay::Listener>();
+  l->fd = info[0].As<Napi::Number>().Int32Value();
+  std::string ip = info[1].As<Napi::String>().Utf8Value();
+  int port = info[2].As<Napi::Number>().Int32Value();
+  int backlog = info[3].As<Napi::Number>().Int32Value();
+  std::memset(&l->target, 0, sizeof(l->target));
+  if (ip.find(':') != std::string::npos) {
+    auto* sa = reinterpret_cast<sockaddr_in6*>(&l->target);
+    sa->sin6_family = AF_INET6;
+    sa->sin6_port = htons(port);
+    if (inet_pton(AF_INET6, ip.c_str(), &sa->sin6_addr) != 1) { ThrowErrno(env, EINVAL, "inet_pton", ip); return env.Undefined(); }
+    l->targetLen = sizeof(sockaddr_in6);
+  } else {
+    auto* sa = reinterpret_cast<sockaddr_in*>(&l->target);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons(port);
+    if (inet_pton(AF_INET, ip.c_str(), &sa->sin_addr) != 1) { ThrowErrno(env, EINVAL, "inet_pton", ip); return env.Undefined(); }
+    l->targetLen = sizeof(sockaddr_in);
+  }
+  if (listen(l->fd, backlog) != 0) { ThrowErrno(env, errno, "listen"); return env.Undefined(); }
+  if (pipe2(l->stopPipe, O_CLOEXEC) != 0) { ThrowErrno(env, errno, "pipe2"); return env.Undefined(); }
+  int id;
+  {
+    std::lock_guard<std::mutex> g(splice_relay::registryMu);
+    id = splice_relay::nextId++;
+    splice_relay::registry[id] = l;
+  }
+  std::thread(splice_relay::AcceptLoop, l).detach();
+  return Napi::Number::New(env, id);
+}
+
+// spliceStop(id): stop accepting (the accept thread closes the listening socket;
+// connections in flight finish on their own).
+Napi::Value SpliceStop(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int id = info[0].As<Napi::Number>().Int32Value();
+  std::shared_ptr<splice_relay::Listener> l;
+  {
+    std::lock_guard<std::mutex> g(splice_relay::registryMu);
+    auto it = splice_relay::registry.find(id);
+    if (it == splice_relay::registry.end()) return Napi::Boolean::New(env, false);
+    l = it->second;
+    splice_relay::registry.erase(it);
+  }
+  char b = 1;
+  if (write(l->stopPipe[1], &b, 1) != 1) return Napi::Boolean::New(env, false);
+  return Napi::Boolean::New(env, true);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("spliceListen", Napi::Function::New(env, SpliceListen));
+  exports.Set("spliceStop", Napi::Function::New(env, SpliceStop));
   exports.Set("bindSocket", Napi::Function::New(env, BindSocket));
   exports.Set("withNetns", Napi::Function::New(env, WithNetns));
   exports.Set("createNetns", Napi::Function::New(env, CreateNetns));

@@ -19,7 +19,9 @@ if (!socketPath) {
   process.exit(2);
 }
 const log = (msg: string) => process.stderr.write(`${new Date().toISOString()} tsnet-proxy[${process.pid}]: ${msg}\n`);
-const proxy = new UserlandProxy(nativeAddon(), { udpIdleMs: Number(arg('--udp-idle-ms') ?? 30000), log });
+// TCP through the native splice relay unless TSNET_PROXY_TCP=streams (see bench/RESULTS.md).
+const tcp = process.env.TSNET_PROXY_TCP === 'streams' ? 'streams' : 'splice';
+const proxy = new UserlandProxy(nativeAddon(), { udpIdleMs: Number(arg('--udp-idle-ms') ?? 30000), tcp, log });
 
 rmSync(socketPath, { force: true });
 const control = net.createServer((conn) => {
@@ -47,7 +49,7 @@ const control = net.createServer((conn) => {
 });
 control.listen(socketPath, () => {
   writeFileSync(`${socketPath}.pid`, String(process.pid));
-  log(`listening on ${socketPath}`);
+  log(`listening on ${socketPath} (tcp relay: ${tcp})`);
 });
 
 function shutdown(): void {

@@ -24,6 +24,7 @@ export interface ProxyReply {
   errors?: Array<{ binding: ProxyBinding; code: string }>;
   bindings?: number;
   rssBytes?: number;
+  tcp?: 'splice' | 'streams';
   error?: string;
 }
 

@@ -12,12 +12,16 @@ interface Held {
   binding: ProxyBinding;
   fd: number;
   server?: net.Server;
+  /** Native splice relay listener id. */
+  spliceId?: number;
   udp?: dgram.Socket;
   flows?: Map<string, { sock: dgram.Socket; timer: NodeJS.Timeout; ready: boolean; queue: Buffer[] }>;
 }
 
 export interface ProxyOptions {
   udpIdleMs: number;
+  /** TCP relay: 'splice' (native threads, zero-copy) or 'streams' (Node streams). */
+  tcp: 'splice' | 'streams';
   log: (msg: string) => void;
 }
 
@@ -33,7 +37,7 @@ export class UserlandProxy {
   }
 
   handle(req: ProxyRequest): ProxyReply {
-    if (req.op === 'status') return { ok: true, pid: process.pid, bindings: this.held.size, rssBytes: process.memoryUsage().rss };
+    if (req.op === 'status') return { ok: true, pid: process.pid, bindings: this.held.size, rssBytes: process.memoryUsage().rss, tcp: this.opts.tcp };
     if (req.op !== 'sync') return { ok: false, pid: process.pid, error: `unknown op` };
     const want = new Map(req.bindings.map((b) => [bindingKey(b), b]));
     for (const [key, h] of this.held) if (!want.has(key)) this.release(key, h);
@@ -41,7 +45,8 @@ export class UserlandProxy {
     for (const [key, b] of want) {
       const h = this.held.get(key);
       if (h) {
-        h.binding = b; // the target may have moved (re-created endpoint)
+        // An endpoint keeps its addresses for life, so a held port's target never moves.
+        if (h.binding.targetIP !== b.targetIP || h.binding.targetPort !== b.targetPort) this.opts.log(`ignoring a new target for ${key}`);
         continue;
       }
       try {
@@ -56,7 +61,7 @@ export class UserlandProxy {
   }
 
   private activate(h: Held): void {
-    if (h.server || h.udp) return;
+    if (h.server || h.udp || h.spliceId !== undefined) return;
     if (h.binding.proto === 'udp') {
       const sock = dgram.createSocket({ type: h.binding.hostIP.includes(':') ? 'udp6' : 'udp4' });
       h.udp = sock;
@@ -64,6 +69,10 @@ export class UserlandProxy {
       sock.on('message', (msg, rinfo) => this.relayUdp(h, msg, rinfo));
       sock.on('error', (err) => this.opts.log(`udp ${bindingKey(h.binding)}: ${err.message}`));
       sock.bind({ fd: h.fd } as dgram.BindOptions);
+      return;
+    }
+    if (this.opts.tcp === 'splice') {
+      h.spliceId = this.addon.spliceListen(h.fd, h.binding.targetIP, h.binding.targetPort, 1024);
       return;
     }
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (client) => this.pipeTcp(h, client));
@@ -122,7 +131,8 @@ export class UserlandProxy {
 
   private release(key: string, h: Held): void {
     this.held.delete(key);
-    if (h.server) h.server.close();
+    if (h.spliceId !== undefined) this.addon.spliceStop(h.spliceId); // its thread closes the socket
+    else if (h.server) h.server.close();
     else if (h.udp) {
       for (const k of [...(h.flows?.keys() ?? [])]) this.dropFlow(h, k);
       h.udp.close();

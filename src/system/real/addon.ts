@@ -12,6 +12,9 @@ export interface NativeAddon {
   flock(fd: number, op: 'ex' | 'sh' | 'un', nonBlocking?: boolean): boolean;
   fdInode(fd: number): number;
   bindSocket(family: 4 | 6, type: 'tcp' | 'udp', address: string, port: number): number;
+  /** Serves a bound TCP socket with the native splice relay; returns an id for spliceStop. */
+  spliceListen(fd: number, targetIP: string, targetPort: number, backlog: number): number;
+  spliceStop(id: number): boolean;
 }
 
 function findAddon(): string {

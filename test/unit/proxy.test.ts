@@ -1,0 +1,90 @@
+// The userland proxy in-process on loopback (no root needed): TCP through both
+// relays (native splice and Node streams), half-close, UDP per-client flows, and
+// releasing a port.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import dgram from 'node:dgram';
+import { nativeAddon } from '../../src/system/real/addon.js';
+import { UserlandProxy } from '../../src/portmapper/proxy/server.js';
+
+function tcpEcho(): Promise<net.Server> {
+  return new Promise((resolve) => {
+    // Echo everything, then close after the client's half-close (tests FIN both ways).
+    const s = net.createServer({ allowHalfOpen: true }, (c) => {
+      c.on('error', () => undefined);
+      c.pipe(c);
+    });
+    s.listen(0, '127.0.0.1', () => resolve(s));
+  });
+}
+
+function roundTrip(port: number, payload: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => c.end(payload));
+    c.on('data', (d) => chunks.push(d));
+    c.on('end', () => resolve(Buffer.concat(chunks)));
+    c.on('error', reject);
+  });
+}
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+
+for (const mode of ['splice', 'streams'] as const) {
+  test(`TCP through the proxy (${mode}): 4 MiB both ways with half-close; the port is held, then released`, async () => {
+    const echo = await tcpEcho();
+    const target = (echo.address() as net.AddressInfo).port;
+    const port = await freePort();
+    const proxy = new UserlandProxy(nativeAddon(), { udpIdleMs: 1000, tcp: mode, log: () => undefined });
+    const binding = { proto: 'tcp' as const, hostIP: '127.0.0.1', hostPort: port, targetIP: '127.0.0.1', targetPort: target };
+    try {
+      assert.equal(proxy.handle({ op: 'sync', bindings: [binding], activate: false }).ok, true);
+      // Bound but not serving yet: a second bind fails, a connection is not answered.
+      const again = proxy.handle({ op: 'sync', bindings: [binding], activate: true });
+      assert.equal(again.ok, true);
+      const payload = Buffer.alloc(4 << 20, 7);
+      payload.write('tsnet');
+      const back = await roundTrip(port, payload);
+      assert.equal(back.length, payload.length);
+      assert.ok(back.equals(payload));
+      const clash = await new Promise<string>((resolve) => net.createServer().listen(port, '127.0.0.1').on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? '')).on('listening', function (this: net.Server) { this.close(); resolve('bound'); }));
+      assert.equal(clash, 'EADDRINUSE');
+      proxy.handle({ op: 'sync', bindings: [], activate: true });
+      assert.equal(proxy.size, 0);
+    } finally {
+      echo.close();
+    }
+  });
+}
+
+test('UDP through the proxy: replies reach each client, flows are per client address', async () => {
+  const server = dgram.createSocket('udp4');
+  server.on('message', (m, r) => server.send(Buffer.concat([Buffer.from('re:'), m]), r.port, r.address));
+  await new Promise<void>((r) => server.bind(0, '127.0.0.1', () => r()));
+  const target = server.address().port;
+  const port = await freePort();
+  const proxy = new UserlandProxy(nativeAddon(), { udpIdleMs: 1000, tcp: 'splice', log: () => undefined });
+  try {
+    proxy.handle({ op: 'sync', bindings: [{ proto: 'udp', hostIP: '127.0.0.1', hostPort: port, targetIP: '127.0.0.1', targetPort: target }], activate: true });
+    const ask = (text: string) =>
+      new Promise<string>((resolve) => {
+        const c = dgram.createSocket('udp4');
+        c.on('message', (m) => {
+          c.close();
+          resolve(m.toString());
+        });
+        c.send(text, port, '127.0.0.1');
+      });
+    assert.deepEqual(await Promise.all([ask('a'), ask('b'), ask('c')]), ['re:a', 're:b', 're:c']);
+  } finally {
+    proxy.handle({ op: 'sync', bindings: [], activate: true });
+    server.close();
+  }
+});

@@ -31,7 +31,7 @@ export TSNET_ROOT="$WORK/root" TSNET_RUN="$WORK/run"
 tsnet() { echo "+ tsnet $*" >&2; nsenter --net="/run/netns/$HOSTNS" -- node bin/tsnet.js "$@"; }
 
 tsnet network create --subnet 10.123.0.0/24 demo >/dev/null
-tsnet sandbox create --network demo web >/dev/null
+tsnet sandbox create --network demo -p 8080:80 web >/dev/null
 tsnet sandbox create --network demo client >/dev/null
 tsnet sandbox create other >/dev/null
 tsnet network ls
@@ -42,6 +42,16 @@ if tsnet sandbox exec other ping -c 1 -W 1 10.123.0.2 >/dev/null 2>&1; then
 else
   echo "isolation: 'other' (network bridge) cannot reach 'web' (network demo), as intended"
 fi
+# A tiny web server inside "web", reached through its published port 8080 on the host.
+nsenter --net="$WORK/run/netns/web" -- node -e "require('http').createServer((q, r) => r.end('hello from web, you are ' + q.socket.remoteAddress + '\n')).listen(80)" &
+SERVER=$!
+sleep 0.5
+tsnet port web
+echo "+ GET http://127.0.0.1:8080/ (NAT) and http://[::1]:8080/ (userland proxy) from the host namespace" >&2
+nsenter --net="/run/netns/$HOSTNS" -- node -e "
+const get = (u) => new Promise((ok) => require('http').get(u, (r) => { let b = ''; r.on('data', (d) => b += d); r.on('end', () => ok(b.trim())); }).on('error', (e) => ok('error ' + e.code)));
+(async () => { console.log(await get('http://127.0.0.1:8080/')); console.log(await get('http://[::1]:8080/')); })();"
+kill $SERVER
 tsnet network inspect demo | head -n 30
 tsnet sandbox rm web client other >/dev/null
 tsnet network rm demo

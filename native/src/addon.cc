@@ -29,6 +29,9 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <condition_variable>
+#include <deque>
+#include <chrono>
 
 namespace {
 
@@ -229,12 +232,30 @@ bool SetNonBlocking(int fd) {
 
 // Moves bytes both ways until both directions reached EOF (half-close honoured)
 // or an error occurs.
+// Each worker thread keeps its two pipes across connections (they are empty after
+// a clean relay); a relay that ends with bytes still in a pipe drops them.
+struct Pipes {
+  int p1[2] = {-1, -1};  // a -> b
+  int p2[2] = {-1, -1};  // b -> a
+  bool Ok() {
+    if (p1[0] < 0 && pipe2(p1, O_NONBLOCK | O_CLOEXEC) != 0) return false;
+    if (p2[0] < 0 && pipe2(p2, O_NONBLOCK | O_CLOEXEC) != 0) return false;
+    return true;
+  }
+  void Reset() {
+    for (int* p : {p1, p2}) {
+      if (p[0] >= 0) { close(p[0]); close(p[1]); p[0] = p[1] = -1; }
+    }
+  }
+  ~Pipes() { Reset(); }
+};
+thread_local Pipes pipes;
+
 void Relay(int a, int b) {
-  int p1[2], p2[2];  // p1 carries a -> b, p2 carries b -> a
-  if (pipe2(p1, O_NONBLOCK | O_CLOEXEC) != 0) return;
-  if (pipe2(p2, O_NONBLOCK | O_CLOEXEC) != 0) { close(p1[0]); close(p1[1]); return; }
-  SetNonBlocking(a);
-  SetNonBlocking(b);
+  if (!pipes.Ok()) return;
+  int* p1 = pipes.p1;
+  int* p2 = pipes.p2;
+  SetNonBlocking(b);  // a (accepted with SOCK_NONBLOCK) already is
   size_t in1 = 0, in2 = 0;
   bool eofA = false, eofB = false, shutA = false, shutB = false;
   const unsigned flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
@@ -267,7 +288,7 @@ void Relay(int a, int b) {
     if (poll(pf, 2, -1) < 0 && errno != EINTR) break;
     if ((pf[0].revents | pf[1].revents) & (POLLERR | POLLNVAL)) break;
   }
-  close(p1[0]); close(p1[1]); close(p2[0]); close(p2[1]);
+  if (in1 || in2) pipes.Reset();
 }
 
 struct Listener {
@@ -293,6 +314,43 @@ void Serve(int client, std::shared_ptr<Listener> l) {
   close(client);
 }
 
+// Connection threads are pooled: a thread that finished a relay waits a while for
+// the next accepted connection instead of exiting (thread creation is a visible
+// part of short connections' cost).
+struct Job {
+  int client;
+  std::shared_ptr<Listener> listener;
+};
+std::mutex poolMu;
+std::condition_variable poolCv;
+std::deque<Job> jobs;
+int idleWorkers = 0;
+
+void Worker() {
+  std::unique_lock<std::mutex> lk(poolMu);
+  for (;;) {
+    idleWorkers++;
+    bool got = poolCv.wait_for(lk, std::chrono::seconds(30), [] { return !jobs.empty(); });
+    idleWorkers--;
+    if (!got) return;  // idle for 30 s: let the thread go
+    Job j = jobs.front();
+    jobs.pop_front();
+    lk.unlock();
+    Serve(j.client, j.listener);
+    lk.lock();
+  }
+}
+
+void Dispatch(int client, std::shared_ptr<Listener> l) {
+  std::lock_guard<std::mutex> g(poolMu);
+  jobs.push_back({client, std::move(l)});
+  if (idleWorkers > static_cast<int>(jobs.size()) - 1) {
+    poolCv.notify_one();
+  } else {
+    std::thread(Worker).detach();
+  }
+}
+
 void AcceptLoop(std::shared_ptr<Listener> l) {
   for (;;) {
     struct pollfd pf[2] = {{l->fd, POLLIN, 0}, {l->stopPipe[0], POLLIN, 0}};
@@ -301,9 +359,12 @@ void AcceptLoop(std::shared_ptr<Listener> l) {
       break;
     }
     if (pf[1].revents) break;
-    int c = accept4(l->fd, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) continue;
-    std::thread(Serve, c, l).detach();
+    // Take every pending connection before polling again.
+    for (;;) {
+      int c = accept4(l->fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (c < 0) break;
+      Dispatch(c, l);
+    }
   }
   close(l->fd);
   close(l->stopPipe[0]);

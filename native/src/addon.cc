@@ -298,8 +298,11 @@ struct Listener {
   socklen_t targetLen;
 };
 
-std::mutex registryMu;
-std::map<int, std::shared_ptr<Listener>> registry;
+// Shared state lives on the heap and is never destroyed: at process exit, static
+// destructors would run while pooled workers still wait on the condition variable,
+// and glibc's pthread_cond_destroy blocks until its waiters wake (a hang at exit).
+std::mutex& registryMu = *new std::mutex;
+std::map<int, std::shared_ptr<Listener>>& registry = *new std::map<int, std::shared_ptr<Listener>>;
 int nextId = 1;
 
 void Serve(int client, std::shared_ptr<Listener> l) {
@@ -321,9 +324,9 @@ struct Job {
   int client;
   std::shared_ptr<Listener> listener;
 };
-std::mutex poolMu;
-std::condition_variable poolCv;
-std::deque<Job> jobs;
+std::mutex& poolMu = *new std::mutex;
+std::condition_variable& poolCv = *new std::condition_variable;
+std::deque<Job>& jobs = *new std::deque<Job>;
 int idleWorkers = 0;
 
 void Worker() {

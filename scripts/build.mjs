@@ -1,7 +1,7 @@
 // Build everything `npm install` needs: the native addon (node-gyp, offline
 // against the Node headers installed with the system's Node) and the TypeScript.
 import { execFileSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -26,15 +26,22 @@ run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '
 // One-file bundle of the CLI: loading ~50 ESM modules costs ~50 ms per command; one
 // file costs a fraction. netlink stays external (it finds its prebuilt binding
 // relative to its own files). The bundle sits beside main.js so relative paths hold.
+// The CNI plugins are bundled the same way: an orchestrator pays their start-up per container.
 const esbuild = await import('esbuild');
-await esbuild.build({
-  entryPoints: [join(root, 'dist', 'src', 'cli', 'main.js')],
-  outfile: join(root, 'dist', 'src', 'cli', 'main.bundle.mjs'),
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  external: ['netlink'],
-  banner: { js: "import { createRequire as __tsnetRequire } from 'node:module'; const require = __tsnetRequire(import.meta.url);" },
-  logLevel: 'warning',
-});
+const bundle = (entry, out) =>
+  esbuild.build({
+    entryPoints: [entry],
+    outfile: out,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    external: ['netlink'],
+    banner: { js: "import { createRequire as __tsnetRequire } from 'node:module'; const require = __tsnetRequire(import.meta.url);" },
+    logLevel: 'warning',
+  });
+await bundle(join(root, 'dist', 'src', 'cli', 'main.js'), join(root, 'dist', 'src', 'cli', 'main.bundle.mjs'));
+const pluginDir = join(root, 'dist', 'cni-plugins');
+for (const f of existsSync(pluginDir) ? readdirSync(pluginDir) : []) {
+  if (f.startsWith('tsnet-') && f.endsWith('.js')) await bundle(join(pluginDir, f), join(pluginDir, f.replace(/\.js$/, '.bundle.mjs')));
+}

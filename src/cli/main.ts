@@ -1,6 +1,8 @@
 // The tsnet command line: Docker's words and flags where Docker has them.
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { installPlugins } from '../cni/install.js';
 import { compose, defaultSettings, type FirewallChoice, type Composed } from '../compose.js';
 import { createRootLogger, LOG_LEVELS, type LogLevel } from '../log.js';
 import { asTsnetError, InvalidConfigError, NotFoundError } from '../errors.js';
@@ -287,6 +289,18 @@ const COMMANDS: Command[] = [
     },
   },
   {
+    path: 'cni install',
+    usage: 'tsnet cni install [--bin-dir DIR]',
+    summary: 'Install the tsnet CNI plugins (launchers) into a CNI bin directory',
+    maxArgs: 0,
+    flags: [{ name: 'bin-dir', type: 'string', help: 'CNI bin directory (default /opt/cni/bin)', metavar: 'DIR' }],
+    async run({ flags }, env) {
+      const bundleDir = fileURLToPath(new URL('../../cni-plugins', import.meta.url));
+      for (const p of installPlugins({ bundleDir, binDir: str(flags['bin-dir']) ?? '/opt/cni/bin', nodePath: process.execPath })) env.out(p);
+      return 0;
+    },
+  },
+  {
     path: 'system reconcile',
     usage: 'tsnet system reconcile',
     summary: 'Bring the kernel back to the recorded state now (every changing command does this first)',
@@ -311,7 +325,7 @@ function version(): string {
 }
 
 function mainHelp(): string {
-  const groups = ['network', 'sandbox', 'port', 'system'];
+  const groups = ['network', 'sandbox', 'port', 'cni', 'system'];
   const lines = ['Usage: tsnet [GLOBAL OPTIONS] COMMAND', '', 'Container networking for Linux: bridge, host, null and container networks over netlink.', ''];
   for (const g of groups) {
     lines.push(`${g[0]!.toUpperCase()}${g.slice(1)} commands:`);

@@ -19,8 +19,9 @@ export interface CniArgs {
 }
 
 export interface CniPlugin {
-  /** Plugin-specific configuration keys (besides the common ones). */
-  keys: string[];
+  /** Plugin-specific configuration keys (besides the common ones); 'any' for IPAM plugins,
+   * which receive their parent plugin's whole configuration. */
+  keys: string[] | 'any';
   add(a: CniArgs): Promise<CniResult>;
   del(a: CniArgs): Promise<void>;
   check(a: CniArgs): Promise<void>;
@@ -89,8 +90,8 @@ export async function runCni(plugin: CniPlugin, io: CniIo): Promise<{ stdout: st
     }
     if (typeof conf.name !== 'string' || !conf.name) throw new CniError(CNI_ERR.INVALID_CONFIG, 'the network configuration has no "name"');
     if (typeof conf.type !== 'string' || !conf.type) throw new CniError(CNI_ERR.INVALID_CONFIG, 'the network configuration has no "type"');
-    const known = new Set([...COMMON_KEYS, ...plugin.keys]);
-    const unknown = Object.keys(conf).filter((k) => !known.has(k));
+    const known = new Set([...COMMON_KEYS, ...(plugin.keys === 'any' ? [] : plugin.keys)]);
+    const unknown = plugin.keys === 'any' ? [] : Object.keys(conf).filter((k) => !known.has(k));
     if (unknown.length) throw new CniError(CNI_ERR.UNSUPPORTED_FIELD, `unsupported field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')} for ${conf.type}`);
     const missing = REQUIRED[command].filter((k) => !io.env[k]);
     if (missing.length) throw new CniError(CNI_ERR.INVALID_ENV, `missing environment variable${missing.length > 1 ? 's' : ''} ${missing.join(', ')} for ${command}`);

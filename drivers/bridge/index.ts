@@ -8,7 +8,7 @@ import type { EndpointRecord, NetworkRecord } from '../../src/controller/model.j
 import type { LinkInfo, NetlinkHandle } from '../../src/system/ports.js';
 import type { FwNetwork } from '../../src/firewall/backend.js';
 import { ConflictError, InvalidConfigError, SyscallError } from '../../src/errors.js';
-import { macFromBytes, parseCidr, parseIp } from '../../src/ipam/addr.js';
+import { macFromBytes, parseCidr } from '../../src/ipam/addr.js';
 import { OPT, parseBridgeOptions } from './options.js';
 
 export const DEFAULT_BRIDGE = 'tsnet0';
@@ -159,7 +159,6 @@ export class BridgeDriver implements NetworkDriver {
           const routes = await inner.listRoutes(family);
           // The first network with a gateway gives the default route (Docker's behaviour for multi-homed containers).
           if (routes.some((r) => r.dstLen === 0)) continue;
-          parseIp(gw);
           await inner.addRoute({ family, gateway: gw, oif: eth.index });
         }
       }

@@ -1,0 +1,333 @@
+// tsnet-bridge: a drop-in for the reference bridge plugin. A Linux bridge in the
+// runtime's namespace, a veth pair per attachment (the container end born inside
+// the container's namespace under CNI_IFNAME), addresses from the IPAM plugin,
+// routes, and masquerade. The host end's name and alias derive from the
+// attachment (container id + ifname), so DEL and GC find it without the namespace.
+import { createHash, randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { SystemPorts, LinkInfo } from '../system/ports.js';
+import { formatCidr, formatIp, macFromBytes, parseCidr } from '../ipam/addr.js';
+import { validateIfname, parseMtu } from '../../drivers/bridge/options.js';
+import { CniError, type CniArgs, type CniPlugin } from './skel.js';
+import { CNI_ERR, type CniResult } from './spec.js';
+import { ipamPlugin } from './ipam.js';
+import { parseIptablesSave } from '../firewall/iptables/parse.js';
+
+const KEYS = ['bridge', 'isGateway', 'isDefaultGateway', 'forceAddress', 'ipMasq', 'hairpinMode', 'promiscMode', 'mtu', 'ipam', 'vlan', 'macspoofchk', 'enabledad', 'preserveDefaultVlan', 'vlanTrunk'];
+const MASQ_CHAIN = 'TSNET-CNI-MASQ';
+
+interface BridgeConf {
+  bridge: string;
+  isGateway: boolean;
+  isDefaultGateway: boolean;
+  ipMasq: boolean;
+  hairpinMode: boolean;
+  promiscMode: boolean;
+  mtu?: number;
+}
+
+function parseConf(a: CniArgs): BridgeConf {
+  const c = a.conf as Record<string, unknown>;
+  const bool = (k: string) => {
+    if (c[k] === undefined) return false;
+    if (typeof c[k] !== 'boolean') throw new CniError(CNI_ERR.INVALID_CONFIG, `"${k}" must be true or false`);
+    return c[k] as boolean;
+  };
+  if (c.vlan !== undefined && c.vlan !== 0) throw new CniError(CNI_ERR.UNSUPPORTED_FIELD, '"vlan" is not supported by tsnet-bridge yet');
+  const bridge = c.bridge === undefined ? 'cni0' : String(c.bridge);
+  try {
+    validateIfname(bridge, 'bridge');
+    validateIfname(a.ifname || 'eth0', 'CNI_IFNAME');
+  } catch (err) {
+    throw new CniError(CNI_ERR.INVALID_CONFIG, (err as Error).message);
+  }
+  let mtu: number | undefined;
+  if (c.mtu !== undefined) {
+    try {
+      mtu = parseMtu(c.mtu as number);
+    } catch (err) {
+      throw new CniError(CNI_ERR.INVALID_CONFIG, (err as Error).message);
+    }
+  }
+  const isDefaultGateway = bool('isDefaultGateway');
+  return { bridge, isGateway: bool('isGateway') || isDefaultGateway, isDefaultGateway, ipMasq: bool('ipMasq'), hairpinMode: bool('hairpinMode'), promiscMode: bool('promiscMode'), mtu };
+}
+
+const attachmentHash = (containerId: string, ifname: string) => createHash('sha256').update(`${containerId}\n${ifname}`).digest('hex');
+export const hostVethName = (a: CniArgs) => `tsc${attachmentHash(a.containerId, a.ifname).slice(0, 12)}`;
+const aliasOf = (a: CniArgs) => `tsnet-cni:${a.conf.name}:${a.containerId}:${a.ifname}`;
+/** Rule comment: network name and attachment, so GC of one network leaves the others' rules. */
+const masqCommentOf = (network: string, containerId: string, ifname: string) => `tsnet-cni:${network}:${attachmentHash(containerId, ifname).slice(0, 16)}`;
+const masqComment = (a: CniArgs) => masqCommentOf(a.conf.name, a.containerId, a.ifname);
+
+function run(argv: string[], input?: string, env?: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(argv[0]!, argv.slice(1), { env: env ?? process.env });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d) => (stdout += d));
+    c.stderr.on('data', (d) => (stderr += d));
+    c.on('error', reject);
+    c.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    c.stdin.end(input ?? '');
+  });
+}
+
+/** Delegates to the IPAM plugin: in-process for tsnet-ipam, the binary from CNI_PATH otherwise. */
+async function ipam(a: CniArgs, command: 'ADD' | 'DEL' | 'CHECK' | 'GC'): Promise<CniResult | undefined> {
+  const type = (a.conf.ipam as { type?: string } | undefined)?.type;
+  if (!type) throw new CniError(CNI_ERR.INVALID_CONFIG, 'tsnet-bridge needs an "ipam" section with a "type"');
+  if (type === 'tsnet-ipam') {
+    const p = ipamPlugin();
+    if (command === 'ADD') return p.add(a);
+    if (command === 'DEL') await p.del(a);
+    else if (command === 'CHECK') await p.check(a);
+    else await p.gc?.(a);
+    return undefined;
+  }
+  const bin = a.path.map((d) => join(d, type)).find((p) => existsSync(p));
+  if (!bin) throw new CniError(CNI_ERR.INVALID_CONFIG, `IPAM plugin "${type}" not found in CNI_PATH (${a.path.join(':')})`);
+  const r = await run([bin], JSON.stringify(a.conf), { ...process.env, CNI_COMMAND: command });
+  if (r.code !== 0) {
+    let e: { code?: number; msg?: string } = {};
+    try {
+      e = JSON.parse(r.stdout);
+    } catch {
+      e = { msg: r.stderr.trim() || `exit ${r.code}` };
+    }
+    throw new CniError(e.code ?? CNI_ERR.IO_FAILURE, `IPAM plugin ${type}: ${e.msg ?? 'failed'}`);
+  }
+  return command === 'ADD' ? (JSON.parse(r.stdout) as CniResult) : undefined;
+}
+
+const TOOLS = { 4: ['iptables-save', 'iptables-restore'], 6: ['ip6tables-save', 'ip6tables-restore'] } as const;
+
+/**
+ * Adds (or, with remove, deletes) this attachment's masquerade rules in the
+ * TSNET-CNI-MASQ chain: traffic from its address to anywhere outside its subnet.
+ * One iptables-restore per address family.
+ */
+async function masquerade(a: CniArgs, ips: Array<{ address: string }>, remove: boolean, gcKeep?: Set<string>): Promise<void> {
+  const comment = masqComment(a);
+  // GC: every rule of this network whose attachment is not in the keep list.
+  const doomed = (r: string) => {
+    if (!gcKeep) return r.includes(`"${comment}"`);
+    const m = new RegExp(`"(tsnet-cni:${a.conf.name.replace(/[^A-Za-z0-9_.-]/g, '')}:[0-9a-f]{16})"`).exec(r);
+    return Boolean(m && !gcKeep.has(m[1]!));
+  };
+  for (const family of [4, 6] as const) {
+    const mine = ips.filter((ip) => parseCidr(ip.address).family === family);
+    if (!remove && !mine.length) continue;
+    const [save, restore] = TOOLS[family];
+    const saved = await run([save, '-t', 'nat']);
+    if (saved.code !== 0) {
+      if (remove) continue;
+      throw new CniError(CNI_ERR.IO_FAILURE, `${save}: ${saved.stderr.trim()}`);
+    }
+    const nat = parseIptablesSave(saved.stdout).get('nat');
+    const existing = (nat?.rules.get(MASQ_CHAIN) ?? []).filter(doomed);
+    const lines = ['*nat'];
+    if (!remove) {
+      if (!nat?.chains.has(MASQ_CHAIN)) lines.push(`:${MASQ_CHAIN} - [0:0]`);
+      if (!(nat?.rules.get('POSTROUTING') ?? []).includes(`-j ${MASQ_CHAIN}`)) lines.push(`-A POSTROUTING -j ${MASQ_CHAIN}`);
+    }
+    for (const r of existing) lines.push(`-D ${MASQ_CHAIN} ${r}`);
+    if (!remove) {
+      for (const ip of mine) {
+        const host = `${ip.address.split('/')[0]}/${family === 4 ? 32 : 128}`;
+        lines.push(`-A ${MASQ_CHAIN} -s ${host} ! -d ${formatCidr(parseCidr(ip.address))} -m comment --comment "${comment}" -j MASQUERADE`);
+      }
+    }
+    if (lines.length === 1) continue;
+    const r = await run([restore, '-w', '--noflush'], `${lines.join('\n')}\nCOMMIT\n`);
+    if (r.code !== 0) throw new CniError(CNI_ERR.IO_FAILURE, `${restore}: ${r.stderr.trim()}`);
+  }
+}
+
+async function ensureBridge(sys: SystemPorts, c: BridgeConf, gateways: Array<{ address: string; prefixLen: number; family: 4 | 6 }>): Promise<LinkInfo> {
+  const nl = sys.netlink();
+  try {
+    let br = await nl.getLinkByName(c.bridge);
+    if (br && br.kind !== 'bridge') throw new CniError(CNI_ERR.INVALID_CONFIG, `${c.bridge} exists and is not a bridge (${br.kind ?? 'unknown kind'})`);
+    if (!br) {
+      try {
+        br = await nl.createBridge({ name: c.bridge, mtu: c.mtu, mac: macFromBytes(randomBytes(4)), alias: 'tsnet-cni:bridge' });
+      } catch (err) {
+        // A parallel ADD may have made it first.
+        br = await nl.getLinkByName(c.bridge);
+        if (!br) throw err;
+      }
+    }
+    if (c.isGateway) {
+      const have = (await nl.listAddresses()).filter((x) => x.index === br!.index);
+      for (const g of gateways) {
+        if (have.some((x) => x.address === g.address)) continue;
+        try {
+          await nl.addAddress(br.index, g.family, g.address, g.prefixLen);
+        } catch (err) {
+          if ((err as { errno?: string }).errno !== 'EEXIST') throw err;
+        }
+      }
+    }
+    if (!br.up) await nl.setLinkUp(br.index);
+    return br;
+  } finally {
+    nl.close();
+  }
+}
+
+function ensureSysctl(sys: SystemPorts, key: string, value: string): void {
+  if (sys.sysctl.get(key) !== value) sys.sysctl.set(key, value);
+}
+
+async function removeVeth(sys: SystemPorts, a: CniArgs): Promise<void> {
+  const nl = sys.netlink();
+  try {
+    const l = await nl.getLinkByName(hostVethName(a));
+    if (l) await nl.deleteLink(l.index); // takes the container end with it
+  } finally {
+    nl.close();
+  }
+}
+
+export function bridgePlugin(sys: SystemPorts): CniPlugin {
+  return {
+    keys: KEYS,
+    async add(a: CniArgs): Promise<CniResult> {
+      const c = parseConf(a);
+      if (sys.netns.inode(a.netns) === undefined) throw new CniError(CNI_ERR.UNKNOWN_CONTAINER, `network namespace ${a.netns} does not exist`);
+      const res = (await ipam(a, 'ADD'))!;
+      const ips = res.ips ?? [];
+      if (!ips.length) throw new CniError(CNI_ERR.INVALID_CONFIG, 'the IPAM plugin returned no address');
+      try {
+        const gateways = ips
+          .filter((ip) => ip.gateway)
+          .map((ip) => ({ address: ip.gateway!, prefixLen: parseCidr(ip.address).prefixLen, family: parseCidr(ip.address).family }));
+        const br = await ensureBridge(sys, c, gateways);
+        if (c.isGateway || c.ipMasq) {
+          if (ips.some((ip) => parseCidr(ip.address).family === 4)) ensureSysctl(sys, 'net.ipv4.ip_forward', '1');
+          if (ips.some((ip) => parseCidr(ip.address).family === 6)) ensureSysctl(sys, 'net.ipv6.conf.all.forwarding', '1');
+        }
+        const fd = sys.netns.open(a.netns);
+        const host = sys.netlink();
+        let mac: string | undefined;
+        let veth: LinkInfo;
+        try {
+          const stale = await host.getLinkByName(hostVethName(a));
+          if (stale) await host.deleteLink(stale.index);
+          veth = await host.createVeth({ name: hostVethName(a), peerName: a.ifname, peerNetnsFd: fd, mtu: c.mtu ?? br.mtu, master: br.index, alias: aliasOf(a) });
+          if (c.hairpinMode) await host.setBridgePort(veth.index, { hairpin: true });
+          await host.setLinkUp(veth.index);
+          const inner = sys.netlink(fd);
+          try {
+            const eth = await inner.getLinkByName(a.ifname);
+            if (!eth) throw new CniError(CNI_ERR.IO_FAILURE, `${a.ifname} did not appear in ${a.netns}`);
+            mac = eth.mac;
+            for (const ip of ips) {
+              const cidr = parseCidr(ip.address);
+              await inner.addAddress(eth.index, cidr.family, ip.address.split('/')[0]!, cidr.prefixLen);
+            }
+            await inner.setLinkUp(eth.index);
+            const routes = [...(res.routes ?? [])];
+            if (c.isDefaultGateway) {
+              for (const ip of ips) {
+                if (!ip.gateway) continue;
+                const fam = parseCidr(ip.address).family;
+                const dst = fam === 4 ? '0.0.0.0/0' : '::/0';
+                if (!routes.some((r) => r.dst === dst)) routes.push({ dst, gw: ip.gateway });
+              }
+            }
+            for (const r of routes) {
+              const dst = parseCidr(r.dst);
+              const gw = r.gw ?? ips.find((ip) => parseCidr(ip.address).family === dst.family)?.gateway;
+              await inner.addRoute({
+                family: dst.family,
+                dst: dst.prefixLen === 0 ? undefined : formatCidr(dst).split('/')[0],
+                dstLen: dst.prefixLen,
+                gateway: gw,
+                oif: eth.index,
+              });
+            }
+          } finally {
+            inner.close();
+          }
+        } finally {
+          host.close();
+          sys.netns.close(fd);
+        }
+        if (c.ipMasq) await masquerade(a, ips, false);
+        return {
+          cniVersion: a.conf.cniVersion,
+          interfaces: [
+            { name: c.bridge, mac: br.mac },
+            { name: veth.name, mac: veth.mac },
+            { name: a.ifname, mac, sandbox: a.netns },
+          ],
+          ips: ips.map((ip) => ({ ...ip, interface: 2 })),
+          routes: res.routes ?? [],
+          dns: res.dns ?? {},
+        };
+      } catch (err) {
+        // Roll back everything this ADD did; report the original failure.
+        await removeVeth(sys, a).catch(() => undefined);
+        await masquerade(a, [], true).catch(() => undefined);
+        await ipam(a, 'DEL').catch(() => undefined);
+        throw err;
+      }
+    },
+    async del(a: CniArgs): Promise<void> {
+      parseConf(a);
+      // Everything is found from the attachment itself: no namespace needed.
+      await removeVeth(sys, a);
+      await masquerade(a, [], true);
+      await ipam(a, 'DEL');
+    },
+    async check(a: CniArgs): Promise<void> {
+      const c = parseConf(a);
+      const prev = a.conf.prevResult;
+      if (!prev) throw new CniError(CNI_ERR.INVALID_CONFIG, 'CHECK needs prevResult');
+      await ipam(a, 'CHECK');
+      const nl = sys.netlink();
+      try {
+        const br = await nl.getLinkByName(c.bridge);
+        const veth = await nl.getLinkByName(hostVethName(a));
+        if (!br || !veth || veth.master !== br.index) throw new CniError(CNI_ERR.CHECK_FAILED, `${hostVethName(a)} is not attached to ${c.bridge}`);
+      } finally {
+        nl.close();
+      }
+      if (sys.netns.inode(a.netns) === undefined) throw new CniError(CNI_ERR.UNKNOWN_CONTAINER, `network namespace ${a.netns} does not exist`);
+      const fd = sys.netns.open(a.netns);
+      const inner = sys.netlink(fd);
+      try {
+        const eth = await inner.getLinkByName(a.ifname);
+        if (!eth) throw new CniError(CNI_ERR.CHECK_FAILED, `${a.ifname} is missing in the container`);
+        const have = (await inner.listAddresses()).filter((x) => x.index === eth.index).map((x) => `${x.address}/${x.prefixLen}`);
+        for (const ip of prev.ips ?? []) {
+          const c = parseCidr(ip.address);
+          const want = `${formatIp({ family: c.family, value: c.address })}/${c.prefixLen}`;
+          if (!have.includes(want)) throw new CniError(CNI_ERR.CHECK_FAILED, `address ${ip.address} is missing on ${a.ifname}`);
+        }
+      } finally {
+        inner.close();
+        sys.netns.close(fd);
+      }
+    },
+    async gc(a: CniArgs): Promise<void> {
+      await ipam(a, 'GC');
+      const list = (a.conf['cni.dev/valid-attachments'] ?? a.conf['cni.dev/attachments'] ?? []) as Array<{ containerID?: string; ifname?: string }>;
+      const valid = new Set(list.map((x) => `tsnet-cni:${a.conf.name}:${x.containerID}:${x.ifname}`));
+      await masquerade(a, [], true, new Set(list.map((x) => masqCommentOf(a.conf.name, String(x.containerID), String(x.ifname)))));
+      const nl = sys.netlink();
+      try {
+        for (const l of await nl.listLinks()) {
+          if (l.alias?.startsWith(`tsnet-cni:${a.conf.name}:`) && !valid.has(l.alias)) await nl.deleteLink(l.index);
+        }
+      } finally {
+        nl.close();
+      }
+    },
+    async status(): Promise<void> {},
+  };
+}

@@ -1,0 +1,107 @@
+// tsnet-bridge driven as an orchestrator drives it: inside a throwaway "host"
+// namespace (where the plugin builds its bridge), with fresh container namespaces.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { REPO, skipReason } from '../integration/harness.js';
+
+const skip = skipReason('ping');
+
+function world() {
+  const id = randomBytes(3).toString('hex');
+  const dir = mkdtempSync(join(tmpdir(), 'tsnet-cnib-'));
+  const bin = join(dir, 'bin');
+  const r = spawnSync(process.execPath, [join(REPO, 'bin', 'tsnet.js'), 'cni', 'install', '--bin-dir', bin], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
+  assert.equal(r.status, 0, r.stderr);
+  const host = `tsnet-cnih-${id}`;
+  const made: string[] = [host];
+  spawnSync('ip', ['netns', 'add', host]);
+  spawnSync('ip', ['-n', host, 'link', 'set', 'lo', 'up']);
+  const container = () => {
+    const n = `tsnet-cnic-${id}-${made.length}`;
+    spawnSync('ip', ['netns', 'add', n]);
+    made.push(n);
+    return n;
+  };
+  const conf = (extra: Record<string, unknown> = {}) =>
+    JSON.stringify({
+      cniVersion: '1.1.0', name: 'net1', type: 'tsnet-bridge', bridge: 'cni0', isGateway: true, isDefaultGateway: true, ipMasq: true,
+      ipam: { type: 'tsnet-ipam', ranges: [[{ subnet: '10.88.0.0/16' }]], dataDir: join(dir, 'ipam') }, ...extra,
+    });
+  const call = (cmd: string, cid: string, netns: string | undefined, stdin: string) => {
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '', NODE_EXTRA_CA_CERTS: '', CNI_COMMAND: cmd, CNI_CONTAINERID: cid, CNI_IFNAME: 'eth0', CNI_PATH: bin };
+    if (netns) env.CNI_NETNS = `/run/netns/${netns}`;
+    const res = spawnSync('nsenter', [`--net=/run/netns/${host}`, '--', join(bin, 'tsnet-bridge')], { input: stdin, encoding: 'utf8', env });
+    return { code: res.status, out: res.stdout.trim() ? JSON.parse(res.stdout) : undefined, raw: res.stdout + res.stderr };
+  };
+  const inHost = (...argv: string[]) => spawnSync('nsenter', [`--net=/run/netns/${host}`, '--', ...argv], { encoding: 'utf8' });
+  const ipamFiles = () => (existsSync(join(dir, 'ipam', 'net1')) ? readdirSync(join(dir, 'ipam', 'net1')).filter((f) => /^\d/.test(f)) : []);
+  const done = () => {
+    for (const n of made.reverse()) spawnSync('ip', ['netns', 'del', n]);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { container, conf, call, inHost, ipamFiles, done, host };
+}
+
+test('tsnet-bridge: two containers on one bridge; CHECK; DEL twice, without netns; GC; nothing left', { skip }, () => {
+  const w = world();
+  try {
+    const c1 = w.container();
+    const c2 = w.container();
+    const a1 = w.call('ADD', 'c1', c1, w.conf());
+    const a2 = w.call('ADD', 'c2', c2, w.conf());
+    assert.equal(a1.code, 0, a1.raw);
+    assert.deepEqual(a1.out.ips, [{ address: '10.88.0.2/16', gateway: '10.88.0.1', interface: 2 }]);
+    assert.equal(a1.out.interfaces[2].sandbox, `/run/netns/${c1}`);
+    assert.equal(a2.out.ips[0].address, '10.88.0.3/16');
+    assert.equal(spawnSync('ip', ['netns', 'exec', c1, 'ping', '-c1', '-W1', '10.88.0.3']).status, 0, 'c1 reaches c2');
+    assert.match(spawnSync('ip', ['-n', c1, 'route'], { encoding: 'utf8' }).stdout, /default via 10\.88\.0\.1 dev eth0/);
+    assert.match(w.inHost('iptables-save', '-t', 'nat').stdout, /-s 10\.88\.0\.2\/32 ! -d 10\.88\.0\.0\/16 .* -j MASQUERADE/);
+
+    const withPrev = JSON.stringify({ ...JSON.parse(w.conf()), prevResult: a1.out });
+    assert.equal(w.call('CHECK', 'c1', c1, withPrev).code, 0);
+    spawnSync('ip', ['-n', c1, 'addr', 'flush', 'dev', 'eth0']);
+    const chk = w.call('CHECK', 'c1', c1, withPrev);
+    assert.equal(chk.out?.code, 102, `CHECK notices the removed address: ${chk.raw}`);
+
+    assert.equal(w.call('DEL', 'c1', c1, w.conf()).code, 0);
+    assert.equal(w.call('DEL', 'c1', c1, w.conf()).code, 0, 'DEL twice');
+    assert.equal(w.call('DEL', 'c1', undefined, w.conf()).code, 0, 'DEL without CNI_NETNS');
+    assert.doesNotMatch(w.inHost('iptables-save', '-t', 'nat').stdout, /10\.88\.0\.2\/32/);
+    assert.deepEqual(w.ipamFiles(), ['10.88.0.3']);
+
+    // GC with c2 no longer valid: its veth, rule and address go.
+    const gc = JSON.stringify({ ...JSON.parse(w.conf()), 'cni.dev/valid-attachments': [] });
+    assert.equal(w.call('GC', '', undefined, gc).code, 0);
+    assert.deepEqual(w.ipamFiles(), []);
+    assert.doesNotMatch(w.inHost('ip', '-o', 'link').stdout, /tsc[0-9a-f]{12}/);
+    assert.doesNotMatch(w.inHost('iptables-save', '-t', 'nat').stdout, /tsnet-cni:net1:/);
+  } finally {
+    w.done();
+  }
+});
+
+test('tsnet-bridge: a failed ADD rolls back; bad configurations get the spec\'s codes', { skip }, () => {
+  const w = world();
+  try {
+    const c = w.container();
+    // The container already has an eth0: the veth cannot be created under that name.
+    spawnSync('ip', ['-n', c, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'other0']);
+    const r = w.call('ADD', 'c1', c, w.conf());
+    assert.equal(r.code, 1, r.raw);
+    assert.deepEqual(w.ipamFiles(), [], 'the address went back');
+    assert.doesNotMatch(w.inHost('ip', '-o', 'link').stdout, /tsc[0-9a-f]{12}/, 'no veth left');
+    assert.doesNotMatch(w.inHost('iptables-save', '-t', 'nat').stdout, /tsnet-cni:net1:/, 'no rule left');
+    for (const [extra, code] of [[{ frob: 1 }, 2], [{ vlan: 100 }, 2], [{ mtu: 10 }, 7], [{ bridge: 'a-name-that-is-too-long' }, 7], [{ ipam: undefined }, 7]] as const) {
+      const x = w.call('ADD', 'c9', c, w.conf(extra as Record<string, unknown>));
+      assert.equal(x.out?.code, code, `${JSON.stringify(extra)}: ${x.raw}`);
+    }
+    assert.equal(w.call('ADD', 'c9', 'tsnet-no-such-ns', w.conf()).out?.code, 3);
+  } finally {
+    w.done();
+  }
+});

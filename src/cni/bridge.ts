@@ -3,8 +3,7 @@
 // the container's namespace under CNI_IFNAME), addresses from the IPAM plugin,
 // routes, and masquerade. The host end's name and alias derive from the
 // attachment (container id + ifname), so DEL and GC find it without the namespace.
-import { createHash, randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SystemPorts, LinkInfo } from '../system/ports.js';
@@ -13,7 +12,7 @@ import { validateIfname, parseMtu } from '../../drivers/bridge/options.js';
 import { CniError, type CniArgs, type CniPlugin } from './skel.js';
 import { CNI_ERR, type CniResult } from './spec.js';
 import { ipamPlugin } from './ipam.js';
-import { parseIptablesSave } from '../firewall/iptables/parse.js';
+import { applyTagged, attachmentHash, ruleTag, run, tagged } from './rules.js';
 
 const KEYS = ['bridge', 'isGateway', 'isDefaultGateway', 'forceAddress', 'ipMasq', 'hairpinMode', 'promiscMode', 'mtu', 'ipam', 'vlan', 'macspoofchk', 'enabledad', 'preserveDefaultVlan', 'vlanTrunk'];
 const MASQ_CHAIN = 'TSNET-CNI-MASQ';
@@ -55,25 +54,11 @@ function parseConf(a: CniArgs): BridgeConf {
   return { bridge, isGateway: bool('isGateway') || isDefaultGateway, isDefaultGateway, ipMasq: bool('ipMasq'), hairpinMode: bool('hairpinMode'), promiscMode: bool('promiscMode'), mtu };
 }
 
-const attachmentHash = (containerId: string, ifname: string) => createHash('sha256').update(`${containerId}\n${ifname}`).digest('hex');
 export const hostVethName = (a: CniArgs) => `tsc${attachmentHash(a.containerId, a.ifname).slice(0, 12)}`;
 const aliasOf = (a: CniArgs) => `tsnet-cni:${a.conf.name}:${a.containerId}:${a.ifname}`;
 /** Rule comment: network name and attachment, so GC of one network leaves the others' rules. */
-const masqCommentOf = (network: string, containerId: string, ifname: string) => `tsnet-cni:${network}:${attachmentHash(containerId, ifname).slice(0, 16)}`;
+const masqCommentOf = (network: string, containerId: string, ifname: string) => ruleTag('tsnet-cni', network, containerId, ifname);
 const masqComment = (a: CniArgs) => masqCommentOf(a.conf.name, a.containerId, a.ifname);
-
-function run(argv: string[], input?: string, env?: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(argv[0]!, argv.slice(1), { env: env ?? process.env });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (d) => (stdout += d));
-    c.stderr.on('data', (d) => (stderr += d));
-    c.on('error', reject);
-    c.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    c.stdin.end(input ?? '');
-  });
-}
 
 /** Delegates to the IPAM plugin: in-process for tsnet-ipam, the binary from CNI_PATH otherwise. */
 async function ipam(a: CniArgs, command: 'ADD' | 'DEL' | 'CHECK' | 'GC'): Promise<CniResult | undefined> {
@@ -102,48 +87,27 @@ async function ipam(a: CniArgs, command: 'ADD' | 'DEL' | 'CHECK' | 'GC'): Promis
   return command === 'ADD' ? (JSON.parse(r.stdout) as CniResult) : undefined;
 }
 
-const TOOLS = { 4: ['iptables-save', 'iptables-restore'], 6: ['ip6tables-save', 'ip6tables-restore'] } as const;
-
 /**
  * Adds (or, with remove, deletes) this attachment's masquerade rules in the
  * TSNET-CNI-MASQ chain: traffic from its address to anywhere outside its subnet.
- * One iptables-restore per address family.
+ * With gcKeep, deletes every rule of this network whose attachment is not kept.
  */
 async function masquerade(a: CniArgs, ips: Array<{ address: string }>, remove: boolean, gcKeep?: Set<string>): Promise<void> {
-  const comment = masqComment(a);
-  // GC: every rule of this network whose attachment is not in the keep list.
-  const doomed = (r: string) => {
-    if (!gcKeep) return r.includes(`"${comment}"`);
-    const m = new RegExp(`"(tsnet-cni:${a.conf.name.replace(/[^A-Za-z0-9_.-]/g, '')}:[0-9a-f]{16})"`).exec(r);
-    return Boolean(m && !gcKeep.has(m[1]!));
-  };
-  for (const family of [4, 6] as const) {
-    const mine = ips.filter((ip) => parseCidr(ip.address).family === family);
-    if (!remove && !mine.length) continue;
-    const [save, restore] = TOOLS[family];
-    const saved = await run([save, '-t', 'nat']);
-    if (saved.code !== 0) {
-      if (remove) continue;
-      throw new CniError(CNI_ERR.IO_FAILURE, `${save}: ${saved.stderr.trim()}`);
+  const tag = masqComment(a);
+  const add: Record<4 | 6, string[]> = { 4: [], 6: [] };
+  if (!remove) {
+    for (const ip of ips) {
+      const c = parseCidr(ip.address);
+      add[c.family].push(`-s ${ip.address.split('/')[0]}/${c.family === 4 ? 32 : 128} ! -d ${formatCidr(c)} -m comment --comment "${tag}" -j MASQUERADE`);
     }
-    const nat = parseIptablesSave(saved.stdout).get('nat');
-    const existing = (nat?.rules.get(MASQ_CHAIN) ?? []).filter(doomed);
-    const lines = ['*nat'];
-    if (!remove) {
-      if (!nat?.chains.has(MASQ_CHAIN)) lines.push(`:${MASQ_CHAIN} - [0:0]`);
-      if (!(nat?.rules.get('POSTROUTING') ?? []).includes(`-j ${MASQ_CHAIN}`)) lines.push(`-A POSTROUTING -j ${MASQ_CHAIN}`);
-    }
-    for (const r of existing) lines.push(`-D ${MASQ_CHAIN} ${r}`);
-    if (!remove) {
-      for (const ip of mine) {
-        const host = `${ip.address.split('/')[0]}/${family === 4 ? 32 : 128}`;
-        lines.push(`-A ${MASQ_CHAIN} -s ${host} ! -d ${formatCidr(parseCidr(ip.address))} -m comment --comment "${comment}" -j MASQUERADE`);
-      }
-    }
-    if (lines.length === 1) continue;
-    const r = await run([restore, '-w', '--noflush'], `${lines.join('\n')}\nCOMMIT\n`);
-    if (r.code !== 0) throw new CniError(CNI_ERR.IO_FAILURE, `${restore}: ${r.stderr.trim()}`);
   }
+  await applyTagged({
+    table: 'nat',
+    chain: MASQ_CHAIN,
+    hooks: [{ chain: 'POSTROUTING', rule: `-j ${MASQ_CHAIN}` }],
+    add,
+    remove: tagged(tag, gcKeep ? { prefix: `tsnet-cni:${a.conf.name}:`, keep: gcKeep } : undefined),
+  });
 }
 
 async function ensureBridge(sys: SystemPorts, c: BridgeConf, gateways: Array<{ address: string; prefixLen: number; family: 4 | 6 }>): Promise<LinkInfo> {

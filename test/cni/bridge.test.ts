@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { REPO, skipReason } from '../integration/harness.js';
+import { request, startServer } from '../integration/netprobe.js';
 
 const skip = skipReason('ping');
 
@@ -32,10 +33,10 @@ function world() {
       cniVersion: '1.1.0', name: 'net1', type: 'tsnet-bridge', bridge: 'cni0', isGateway: true, isDefaultGateway: true, ipMasq: true,
       ipam: { type: 'tsnet-ipam', ranges: [[{ subnet: '10.88.0.0/16' }]], dataDir: join(dir, 'ipam') }, ...extra,
     });
-  const call = (cmd: string, cid: string, netns: string | undefined, stdin: string) => {
+  const call = (cmd: string, cid: string, netns: string | undefined, stdin: string, plugin = 'tsnet-bridge') => {
     const env: Record<string, string> = { PATH: process.env.PATH ?? '', NODE_EXTRA_CA_CERTS: '', CNI_COMMAND: cmd, CNI_CONTAINERID: cid, CNI_IFNAME: 'eth0', CNI_PATH: bin };
     if (netns) env.CNI_NETNS = `/run/netns/${netns}`;
-    const res = spawnSync('nsenter', [`--net=/run/netns/${host}`, '--', join(bin, 'tsnet-bridge')], { input: stdin, encoding: 'utf8', env });
+    const res = spawnSync('nsenter', [`--net=/run/netns/${host}`, '--', join(bin, plugin)], { input: stdin, encoding: 'utf8', env });
     return { code: res.status, out: res.stdout.trim() ? JSON.parse(res.stdout) : undefined, raw: res.stdout + res.stderr };
   };
   const inHost = (...argv: string[]) => spawnSync('nsenter', [`--net=/run/netns/${host}`, '--', ...argv], { encoding: 'utf8' });
@@ -101,6 +102,48 @@ test('tsnet-bridge: a failed ADD rolls back; bad configurations get the spec\'s 
       assert.equal(x.out?.code, code, `${JSON.stringify(extra)}: ${x.raw}`);
     }
     assert.equal(w.call('ADD', 'c9', 'tsnet-no-such-ns', w.conf()).out?.code, 3);
+  } finally {
+    w.done();
+  }
+});
+
+test('a bridge + portmap chain, as a conflist runs it: published port from the host and through 127.0.0.1; DEL and GC clean up', { skip }, async () => {
+  const w = world();
+  try {
+    const c1 = w.container();
+    const c2 = w.container();
+    const bridgeRes = w.call('ADD', 'c1', c1, w.conf());
+    assert.equal(bridgeRes.code, 0, bridgeRes.raw);
+    // The runtime passes the previous plugin's result and its runtime config to the next one.
+    const pm = (prevResult: unknown, maps: unknown[] = [{ hostPort: 8081, containerPort: 80, protocol: 'tcp' }, { hostPort: 5354, containerPort: 53, protocol: 'udp' }]) =>
+      JSON.stringify({ cniVersion: '1.1.0', name: 'net1', type: 'tsnet-portmap', snat: true, runtimeConfig: { portMappings: maps }, prevResult });
+    const pmRes = w.call('ADD', 'c1', c1, pm(bridgeRes.out), 'tsnet-portmap');
+    assert.equal(pmRes.code, 0, pmRes.raw);
+    assert.deepEqual(pmRes.out.ips, bridgeRes.out.ips, 'portmap passes the result through');
+    assert.equal(w.call('CHECK', 'c1', c1, pm(bridgeRes.out), 'tsnet-portmap').code, 0);
+    const servers = [await startServer(`/run/netns/${c1}`, 'tcp', [80]), await startServer(`/run/netns/${c1}`, 'udp', [53])];
+    try {
+      assert.equal(request(`/run/netns/${w.host}`, 'tcp', '127.0.0.1', 8081), '10.88.0.1 80', 'through 127.0.0.1');
+      assert.equal(request(`/run/netns/${w.host}`, 'udp', '10.88.0.1', 5354), '10.88.0.1 53', 'UDP through a host address');
+      w.call('ADD', 'c2', c2, w.conf());
+      assert.equal(request(`/run/netns/${c2}`, 'tcp', '10.88.0.1', 8081), '10.88.0.3 80', 'another container through the gateway address keeps its source');
+    } finally {
+      for (const x of servers) x.kill();
+    }
+    // DEL in conflist order (reverse): portmap, then bridge.
+    assert.equal(w.call('DEL', 'c1', c1, pm(bridgeRes.out), 'tsnet-portmap').code, 0);
+    assert.equal(w.call('DEL', 'c1', c1, pm(bridgeRes.out), 'tsnet-portmap').code, 0, 'DEL twice');
+    assert.doesNotMatch(w.inHost('iptables-save', '-t', 'nat').stdout, /--dport 8081/);
+    const chk = w.call('CHECK', 'c1', c1, pm(bridgeRes.out), 'tsnet-portmap');
+    assert.equal(chk.out?.code, 102, 'CHECK notices the missing rule');
+    // GC forgets mappings of attachments that are gone.
+    w.call('ADD', 'c1', c1, pm(bridgeRes.out), 'tsnet-portmap');
+    const gc = JSON.stringify({ cniVersion: '1.1.0', name: 'net1', type: 'tsnet-portmap', 'cni.dev/valid-attachments': [] });
+    assert.equal(w.call('GC', '', undefined, gc, 'tsnet-portmap').code, 0);
+    assert.doesNotMatch(w.inHost('iptables-save', '-t', 'nat').stdout, /tsnet-pm:net1:/);
+    const bad = w.call('ADD', 'c1', c1, pm(bridgeRes.out, [{ hostPort: 0, containerPort: 80 }]), 'tsnet-portmap');
+    assert.equal(bad.out?.code, 7);
+    assert.equal(w.call('ADD', 'c1', c1, JSON.stringify({ cniVersion: '1.1.0', name: 'net1', type: 'tsnet-portmap', runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 1 }] } }), 'tsnet-portmap').out?.code, 7, 'no prevResult');
   } finally {
     w.done();
   }

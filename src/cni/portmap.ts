@@ -1,0 +1,142 @@
+// tsnet-portmap: a drop-in for the reference portmap plugin, chained after a main
+// plugin. It reads the container's addresses from prevResult and the mappings
+// from runtimeConfig.portMappings, and installs DNAT rules (PREROUTING and OUTPUT
+// for local addresses) plus, with snat (the default), masquerade for hairpin and
+// 127.0.0.1 access. Rules carry the network and attachment, so DEL and GC need
+// nothing but iptables-save.
+import type { SystemPorts } from '../system/ports.js';
+import { formatIp, parseCidr, parseIp } from '../ipam/addr.js';
+import { CniError, type CniArgs, type CniPlugin } from './skel.js';
+import { CNI_ERR, type CniResult } from './spec.js';
+import { applyTagged, ruleTag, run, tagged } from './rules.js';
+import { parseIptablesSave } from '../firewall/iptables/parse.js';
+
+const KEYS = ['snat', 'backend', 'markMasqBit', 'externalSetMarkChain', 'conditionsV4', 'conditionsV6'];
+const DNAT_CHAIN = 'TSNET-CNI-HOSTPORT';
+const SNAT_CHAIN = 'TSNET-CNI-HOSTPORT-SNAT';
+
+interface Mapping {
+  hostPort: number;
+  containerPort: number;
+  protocol: 'tcp' | 'udp' | 'sctp';
+  hostIP: string;
+}
+
+function parseMappings(a: CniArgs): Mapping[] {
+  const c = a.conf as Record<string, unknown>;
+  if (c.backend !== undefined && c.backend !== 'iptables') throw new CniError(CNI_ERR.UNSUPPORTED_FIELD, `backend "${String(c.backend)}" is not supported by tsnet-portmap yet (iptables only)`);
+  const raw = (a.conf.runtimeConfig?.portMappings ?? []) as unknown;
+  if (!Array.isArray(raw)) throw new CniError(CNI_ERR.INVALID_CONFIG, 'runtimeConfig.portMappings must be a list');
+  return raw.map((m: Record<string, unknown>, i) => {
+    const port = (k: string) => {
+      const v = m[k];
+      if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > 65535) throw new CniError(CNI_ERR.INVALID_CONFIG, `portMappings[${i}].${k} must be a port number (got ${JSON.stringify(v)})`);
+      return v as number;
+    };
+    const protocol = String(m.protocol ?? 'tcp').toLowerCase();
+    if (!['tcp', 'udp', 'sctp'].includes(protocol)) throw new CniError(CNI_ERR.INVALID_CONFIG, `portMappings[${i}].protocol "${protocol}" is not tcp, udp or sctp`);
+    let hostIP = '';
+    if (m.hostIP !== undefined && m.hostIP !== '' && m.hostIP !== '0.0.0.0' && m.hostIP !== '::') {
+      try {
+        hostIP = formatIp(parseIp(String(m.hostIP)));
+      } catch (err) {
+        throw new CniError(CNI_ERR.INVALID_CONFIG, `portMappings[${i}].hostIP: ${(err as Error).message}`);
+      }
+    }
+    return { hostPort: port('hostPort'), containerPort: port('containerPort'), protocol: protocol as Mapping['protocol'], hostIP };
+  });
+}
+
+function containerIps(a: CniArgs): Array<{ family: 4 | 6; ip: string }> {
+  const prev = a.conf.prevResult;
+  if (!prev) throw new CniError(CNI_ERR.INVALID_CONFIG, 'tsnet-portmap must be chained after a plugin that returns a result (no prevResult)');
+  const sandboxIfaces = new Set((prev.interfaces ?? []).map((x, i) => (x.sandbox ? i : -1)).filter((i) => i >= 0));
+  return (prev.ips ?? [])
+    .filter((ip) => ip.interface === undefined || sandboxIfaces.has(ip.interface) || !sandboxIfaces.size)
+    .map((ip) => {
+      const c = parseCidr(ip.address);
+      return { family: c.family, ip: formatIp({ family: c.family, value: c.address }) };
+    });
+}
+
+function rulesFor(tag: string, maps: Mapping[], ips: Array<{ family: 4 | 6; ip: string }>, snat: boolean) {
+  const dnat: Record<4 | 6, string[]> = { 4: [], 6: [] };
+  const masq: Record<4 | 6, string[]> = { 4: [], 6: [] };
+  for (const m of maps) {
+    for (const { family, ip } of ips) {
+      if (m.hostIP && m.hostIP.includes(':') !== (family === 6)) continue;
+      const dst = m.hostIP ? `-d ${m.hostIP}/${family === 4 ? 32 : 128} ` : '';
+      const to = family === 6 ? `[${ip}]:${m.containerPort}` : `${ip}:${m.containerPort}`;
+      dnat[family].push(`${dst}-p ${m.protocol} -m ${m.protocol} --dport ${m.hostPort} -m comment --comment "${tag}" -j DNAT --to-destination ${to}`);
+      if (snat) {
+        const host = `${ip}/${family === 4 ? 32 : 128}`;
+        masq[family].push(`-s ${host} -d ${host} -p ${m.protocol} -m ${m.protocol} --dport ${m.containerPort} -m comment --comment "${tag}" -j MASQUERADE`);
+        if (family === 4) masq[4].push(`-s 127.0.0.0/8 -d ${host} -p ${m.protocol} -m ${m.protocol} --dport ${m.containerPort} -m comment --comment "${tag}" -j MASQUERADE`);
+      }
+    }
+  }
+  return { dnat, masq };
+}
+
+async function apply(dnat: Record<4 | 6, string[]>, masq: Record<4 | 6, string[]>, remove: (r: string) => boolean): Promise<void> {
+  await applyTagged({
+    table: 'nat',
+    chain: DNAT_CHAIN,
+    hooks: [
+      { chain: 'PREROUTING', rule: `-m addrtype --dst-type LOCAL -j ${DNAT_CHAIN}` },
+      { chain: 'OUTPUT', rule: `-m addrtype --dst-type LOCAL -j ${DNAT_CHAIN}` },
+    ],
+    add: dnat,
+    remove,
+  });
+  await applyTagged({ table: 'nat', chain: SNAT_CHAIN, hooks: [{ chain: 'POSTROUTING', rule: `-j ${SNAT_CHAIN}` }], add: masq, remove });
+}
+
+export function portmapPlugin(sys: SystemPorts): CniPlugin {
+  const tagOf = (a: CniArgs) => ruleTag('tsnet-pm', a.conf.name, a.containerId, a.ifname);
+  return {
+    keys: KEYS,
+    async add(a: CniArgs): Promise<CniResult> {
+      const maps = parseMappings(a);
+      const prev = a.conf.prevResult!;
+      if (!maps.length) return { ...(prev ?? {}), cniVersion: a.conf.cniVersion };
+      const ips = containerIps(a);
+      const snat = (a.conf as { snat?: boolean }).snat !== false;
+      const tag = tagOf(a);
+      const { dnat, masq } = rulesFor(tag, maps, ips, snat);
+      try {
+        await apply(dnat, masq, tagged(tag));
+        // 127.0.0.1 reaches the container only with route_localnet on the host side (the bridge).
+        if (snat) {
+          for (const i of prev.interfaces ?? []) {
+            if (!i.sandbox && sys.sysctl.get(`net/ipv4/conf/${i.name}/route_localnet`) === '0') sys.sysctl.set(`net/ipv4/conf/${i.name}/route_localnet`, '1');
+          }
+        }
+      } catch (err) {
+        await apply({ 4: [], 6: [] }, { 4: [], 6: [] }, tagged(tag)).catch(() => undefined);
+        throw err;
+      }
+      return { ...prev, cniVersion: a.conf.cniVersion };
+    },
+    async del(a: CniArgs): Promise<void> {
+      await apply({ 4: [], 6: [] }, { 4: [], 6: [] }, tagged(tagOf(a)));
+    },
+    async check(a: CniArgs): Promise<void> {
+      const maps = parseMappings(a);
+      if (!maps.length) return;
+      const { dnat } = rulesFor(tagOf(a), maps, containerIps(a), false);
+      for (const family of [4, 6] as const) {
+        if (!dnat[family].length) continue;
+        const saved = await run([family === 4 ? 'iptables-save' : 'ip6tables-save', '-t', 'nat']);
+        const have = parseIptablesSave(saved.stdout).get('nat')?.rules.get(DNAT_CHAIN) ?? [];
+        for (const r of dnat[family]) if (!have.includes(r)) throw new CniError(CNI_ERR.CHECK_FAILED, `port mapping rule missing: ${r}`);
+      }
+    },
+    async gc(a: CniArgs): Promise<void> {
+      const list = (a.conf['cni.dev/valid-attachments'] ?? a.conf['cni.dev/attachments'] ?? []) as Array<{ containerID?: string; ifname?: string }>;
+      const keep = new Set(list.map((x) => ruleTag('tsnet-pm', a.conf.name, String(x.containerID), String(x.ifname))));
+      await apply({ 4: [], 6: [] }, { 4: [], 6: [] }, tagged('', { prefix: `tsnet-pm:${a.conf.name}:`, keep }));
+    },
+    async status(): Promise<void> {},
+  };
+}

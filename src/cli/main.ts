@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { installPlugins } from '../cni/install.js';
+import { installPlugins, writeExampleConflist } from '../cni/install.js';
 import { compose, defaultSettings, type FirewallChoice, type Composed } from '../compose.js';
 import { createRootLogger, LOG_LEVELS, type LogLevel } from '../log.js';
 import { asTsnetError, InvalidConfigError, NotFoundError } from '../errors.js';
@@ -290,13 +290,19 @@ const COMMANDS: Command[] = [
   },
   {
     path: 'cni install',
-    usage: 'tsnet cni install [--bin-dir DIR]',
-    summary: 'Install the tsnet CNI plugins (launchers) into a CNI bin directory',
+    usage: 'tsnet cni install [--bin-dir DIR] [--conf-dir DIR]',
+    summary: 'Install the tsnet CNI plugins (launchers) into a CNI bin directory, and an example conflist',
     maxArgs: 0,
-    flags: [{ name: 'bin-dir', type: 'string', help: 'CNI bin directory (default /opt/cni/bin)', metavar: 'DIR' }],
+    flags: [
+      { name: 'bin-dir', type: 'string', help: 'CNI bin directory (default /opt/cni/bin)', metavar: 'DIR' },
+      { name: 'conf-dir', type: 'string', help: 'also write 10-tsnet.conflist (bridge + portmap) into this CNI conf directory', metavar: 'DIR' },
+    ],
     async run({ flags }, env) {
       const bundleDir = fileURLToPath(new URL('../../cni-plugins', import.meta.url));
+      const confDir = str(flags['conf-dir']);
+      if (confDir !== undefined && !confDir.startsWith('/')) throw new InvalidConfigError(`--conf-dir must be an absolute path (got ${confDir})`);
       for (const p of installPlugins({ bundleDir, binDir: str(flags['bin-dir']) ?? '/opt/cni/bin', nodePath: process.execPath })) env.out(p);
+      if (confDir !== undefined) env.out(writeExampleConflist(confDir));
       return 0;
     },
   },

@@ -27,3 +27,36 @@ export function installPlugins(opts: { bundleDir: string; binDir: string; nodePa
   }
   return plan.map((p) => join(opts.binDir, p.name));
 }
+
+/** An example conflist: loopback is the runtime's business; this is the pod network. */
+export function exampleConflist(opts: { name?: string; bridge?: string; subnet?: string } = {}): string {
+  const conf = {
+    cniVersion: '1.1.0',
+    name: opts.name ?? 'tsnet',
+    plugins: [
+      {
+        type: 'tsnet-bridge',
+        bridge: opts.bridge ?? 'tsnet-cni0',
+        isGateway: true,
+        isDefaultGateway: true,
+        ipMasq: true,
+        hairpinMode: true,
+        ipam: { type: 'tsnet-ipam', ranges: [[{ subnet: opts.subnet ?? '10.89.0.0/16' }]], routes: [{ dst: '0.0.0.0/0' }] },
+      },
+      { type: 'tsnet-portmap', capabilities: { portMappings: true }, snat: true },
+    ],
+  };
+  return `${JSON.stringify(conf, null, 2)}\n`;
+}
+
+/** Writes the example conflist into a CNI configuration directory (never over another file). */
+export function writeExampleConflist(confDir: string, fileName = '10-tsnet.conflist'): string {
+  if (!confDir.startsWith('/')) throw new InvalidConfigError(`--conf-dir must be an absolute path (got ${confDir})`);
+  const target = join(confDir, fileName);
+  if (existsSync(target) && !readFileSync(target, 'utf8').includes('"tsnet-bridge"')) {
+    throw new ConflictError(`${target} exists and is not a tsnet configuration: not overwriting it`);
+  }
+  mkdirSync(confDir, { recursive: true, mode: 0o755 });
+  writeFileSync(target, exampleConflist());
+  return target;
+}

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -108,6 +108,23 @@ test('tsnet cni install refuses to overwrite a plugin it did not write', { skip 
     const r = spawnSync(process.execPath, [join(REPO, 'bin', 'tsnet.js'), 'cni', 'install', '--bin-dir', dir], { encoding: 'utf8' });
     assert.equal(r.status, 5);
     assert.match(r.stderr, /not written by tsnet/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('tsnet cni install --conf-dir writes an example conflist that the plugins accept', { skip }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tsnet-cniconf-'));
+  try {
+    const r = spawnSync(process.execPath, [join(REPO, 'bin', 'tsnet.js'), 'cni', 'install', '--bin-dir', join(dir, 'bin'), '--conf-dir', join(dir, 'net.d')], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
+    assert.equal(r.status, 0, r.stderr);
+    const conf = JSON.parse(readFileSync(join(dir, 'net.d', '10-tsnet.conflist'), 'utf8'));
+    assert.deepEqual(conf.plugins.map((p: { type: string }) => p.type), ['tsnet-bridge', 'tsnet-portmap']);
+    // Each plugin entry, as the runtime hands it over (name and version added), passes the plugin's key check.
+    for (const p of conf.plugins) {
+      const v = invoke(join(dir, 'bin', p.type), { CNI_COMMAND: 'STATUS' }, JSON.stringify({ cniVersion: conf.cniVersion, name: conf.name, ...p }));
+      assert.equal(v.code, 0, `${p.type}: ${v.raw}`);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -10,6 +10,7 @@ import type { FwNetwork } from '../../src/firewall/backend.js';
 import { ConflictError, InvalidConfigError, SyscallError } from '../../src/errors.js';
 import { macFromBytes, parseCidr } from '../../src/ipam/addr.js';
 import { OPT, parseBridgeOptions } from './options.js';
+import { ensureSysctl } from '../common.js';
 
 export const DEFAULT_BRIDGE = 'tsnet0';
 export const DEFAULT_MTU = 1500;
@@ -73,11 +74,11 @@ export class BridgeDriver implements NetworkDriver {
       nl.close();
     }
     if (!net.internal) {
-      ensureSysctl(ctx, 'net.ipv4.ip_forward', '1');
-      if (net.enableIPv6) ensureSysctl(ctx, 'net.ipv6.conf.all.forwarding', '1');
+      ensureSysctl(ctx.sys.sysctl, 'net.ipv4.ip_forward', '1');
+      if (net.enableIPv6) ensureSysctl(ctx.sys.sysctl, 'net.ipv6.conf.all.forwarding', '1');
       // Published ports answer on 127.0.0.1 through NAT; the firewall's raw rule drops
       // loopback addresses arriving on any interface but lo, so this opens nothing else.
-      ensureSysctl(ctx, `net/ipv4/conf/${br.name}/route_localnet`, '1');
+      ensureSysctl(ctx.sys.sysctl, `net/ipv4/conf/${br.name}/route_localnet`, '1');
     }
   }
 
@@ -212,8 +213,4 @@ export class BridgeDriver implements NetworkDriver {
       masquerade: br.masquerade,
     };
   }
-}
-
-function ensureSysctl(ctx: DriverContext, key: string, value: string): void {
-  if (ctx.sys.sysctl.get(key) !== value) ctx.sys.sysctl.set(key, value);
 }

@@ -12,7 +12,8 @@ import { validateIfname, parseMtu } from '../../drivers/bridge/options.js';
 import { CniError, type CniArgs, type CniPlugin } from './skel.js';
 import { CNI_ERR, type CniResult } from './spec.js';
 import { ipamPlugin } from './ipam.js';
-import { applyTagged, attachmentHash, ruleTag, run, tagged } from './rules.js';
+import { applyTagged, attachmentHash, ruleTag, tagged } from './rules.js';
+import { ensureSysctl } from '../../drivers/common.js';
 
 const KEYS = ['bridge', 'isGateway', 'isDefaultGateway', 'forceAddress', 'ipMasq', 'hairpinMode', 'promiscMode', 'mtu', 'ipam', 'vlan', 'macspoofchk', 'enabledad', 'preserveDefaultVlan', 'vlanTrunk'];
 const MASQ_CHAIN = 'TSNET-CNI-MASQ';
@@ -61,7 +62,7 @@ const masqCommentOf = (network: string, containerId: string, ifname: string) => 
 const masqComment = (a: CniArgs) => masqCommentOf(a.conf.name, a.containerId, a.ifname);
 
 /** Delegates to the IPAM plugin: in-process for tsnet-ipam, the binary from CNI_PATH otherwise. */
-async function ipam(a: CniArgs, command: 'ADD' | 'DEL' | 'CHECK' | 'GC'): Promise<CniResult | undefined> {
+async function ipam(sys: SystemPorts, a: CniArgs, command: 'ADD' | 'DEL' | 'CHECK' | 'GC'): Promise<CniResult | undefined> {
   const type = (a.conf.ipam as { type?: string } | undefined)?.type;
   if (!type) throw new CniError(CNI_ERR.INVALID_CONFIG, 'tsnet-bridge needs an "ipam" section with a "type"');
   if (type === 'tsnet-ipam') {
@@ -74,7 +75,7 @@ async function ipam(a: CniArgs, command: 'ADD' | 'DEL' | 'CHECK' | 'GC'): Promis
   }
   const bin = a.path.map((d) => join(d, type)).find((p) => existsSync(p));
   if (!bin) throw new CniError(CNI_ERR.INVALID_CONFIG, `IPAM plugin "${type}" not found in CNI_PATH (${a.path.join(':')})`);
-  const r = await run([bin], JSON.stringify(a.conf), { ...process.env, CNI_COMMAND: command });
+  const r = await sys.exec.run([bin], { input: JSON.stringify(a.conf), env: { ...process.env, CNI_COMMAND: command }, allowFail: true });
   if (r.code !== 0) {
     let e: { code?: number; msg?: string } = {};
     try {
@@ -92,7 +93,7 @@ async function ipam(a: CniArgs, command: 'ADD' | 'DEL' | 'CHECK' | 'GC'): Promis
  * TSNET-CNI-MASQ chain: traffic from its address to anywhere outside its subnet.
  * With gcKeep, deletes every rule of this network whose attachment is not kept.
  */
-async function masquerade(a: CniArgs, ips: Array<{ address: string }>, remove: boolean, gcKeep?: Set<string>): Promise<void> {
+async function masquerade(sys: SystemPorts, a: CniArgs, ips: Array<{ address: string }>, remove: boolean, gcKeep?: Set<string>): Promise<void> {
   const tag = masqComment(a);
   const add: Record<4 | 6, string[]> = { 4: [], 6: [] };
   if (!remove) {
@@ -101,13 +102,14 @@ async function masquerade(a: CniArgs, ips: Array<{ address: string }>, remove: b
       add[c.family].push(`-s ${ip.address.split('/')[0]}/${c.family === 4 ? 32 : 128} ! -d ${formatCidr(c)} -m comment --comment "${tag}" -j MASQUERADE`);
     }
   }
-  await applyTagged({
-    table: 'nat',
-    chain: MASQ_CHAIN,
-    hooks: [{ chain: 'POSTROUTING', rule: `-j ${MASQ_CHAIN}` }],
-    add,
-    remove: tagged(tag, gcKeep ? { prefix: `tsnet-cni:${a.conf.name}:`, keep: gcKeep } : undefined),
-  });
+  await applyTagged(sys.exec, 'nat', [
+    {
+      chain: MASQ_CHAIN,
+      hooks: [{ chain: 'POSTROUTING', rule: `-j ${MASQ_CHAIN}` }],
+      add,
+      remove: tagged(tag, gcKeep ? { prefix: `tsnet-cni:${a.conf.name}:`, keep: gcKeep } : undefined),
+    },
+  ]);
 }
 
 async function ensureBridge(sys: SystemPorts, c: BridgeConf, gateways: Array<{ address: string; prefixLen: number; family: 4 | 6 }>): Promise<LinkInfo> {
@@ -142,10 +144,6 @@ async function ensureBridge(sys: SystemPorts, c: BridgeConf, gateways: Array<{ a
   }
 }
 
-function ensureSysctl(sys: SystemPorts, key: string, value: string): void {
-  if (sys.sysctl.get(key) !== value) sys.sysctl.set(key, value);
-}
-
 async function removeVeth(sys: SystemPorts, a: CniArgs): Promise<void> {
   const nl = sys.netlink();
   try {
@@ -162,7 +160,7 @@ export function bridgePlugin(sys: SystemPorts): CniPlugin {
     async add(a: CniArgs): Promise<CniResult> {
       const c = parseConf(a);
       if (sys.netns.inode(a.netns) === undefined) throw new CniError(CNI_ERR.UNKNOWN_CONTAINER, `network namespace ${a.netns} does not exist`);
-      const res = (await ipam(a, 'ADD'))!;
+      const res = (await ipam(sys, a, 'ADD'))!;
       const ips = res.ips ?? [];
       if (!ips.length) throw new CniError(CNI_ERR.INVALID_CONFIG, 'the IPAM plugin returned no address');
       try {
@@ -171,8 +169,8 @@ export function bridgePlugin(sys: SystemPorts): CniPlugin {
           .map((ip) => ({ address: ip.gateway!, prefixLen: parseCidr(ip.address).prefixLen, family: parseCidr(ip.address).family }));
         const br = await ensureBridge(sys, c, gateways);
         if (c.isGateway || c.ipMasq) {
-          if (ips.some((ip) => parseCidr(ip.address).family === 4)) ensureSysctl(sys, 'net.ipv4.ip_forward', '1');
-          if (ips.some((ip) => parseCidr(ip.address).family === 6)) ensureSysctl(sys, 'net.ipv6.conf.all.forwarding', '1');
+          if (ips.some((ip) => parseCidr(ip.address).family === 4)) ensureSysctl(sys.sysctl, 'net.ipv4.ip_forward', '1');
+          if (ips.some((ip) => parseCidr(ip.address).family === 6)) ensureSysctl(sys.sysctl, 'net.ipv6.conf.all.forwarding', '1');
         }
         const fd = sys.netns.open(a.netns);
         const host = sys.netlink();
@@ -221,7 +219,7 @@ export function bridgePlugin(sys: SystemPorts): CniPlugin {
           host.close();
           sys.netns.close(fd);
         }
-        if (c.ipMasq) await masquerade(a, ips, false);
+        if (c.ipMasq) await masquerade(sys, a, ips, false);
         return {
           cniVersion: a.conf.cniVersion,
           interfaces: [
@@ -236,8 +234,8 @@ export function bridgePlugin(sys: SystemPorts): CniPlugin {
       } catch (err) {
         // Roll back everything this ADD did; report the original failure.
         await removeVeth(sys, a).catch(() => undefined);
-        await masquerade(a, [], true).catch(() => undefined);
-        await ipam(a, 'DEL').catch(() => undefined);
+        await masquerade(sys, a, [], true).catch(() => undefined);
+        await ipam(sys, a, 'DEL').catch(() => undefined);
         throw err;
       }
     },
@@ -245,14 +243,14 @@ export function bridgePlugin(sys: SystemPorts): CniPlugin {
       parseConf(a);
       // Everything is found from the attachment itself: no namespace needed.
       await removeVeth(sys, a);
-      await masquerade(a, [], true);
-      await ipam(a, 'DEL');
+      await masquerade(sys, a, [], true);
+      await ipam(sys, a, 'DEL');
     },
     async check(a: CniArgs): Promise<void> {
       const c = parseConf(a);
       const prev = a.conf.prevResult;
       if (!prev) throw new CniError(CNI_ERR.INVALID_CONFIG, 'CHECK needs prevResult');
-      await ipam(a, 'CHECK');
+      await ipam(sys, a, 'CHECK');
       const nl = sys.netlink();
       try {
         const br = await nl.getLinkByName(c.bridge);
@@ -279,10 +277,10 @@ export function bridgePlugin(sys: SystemPorts): CniPlugin {
       }
     },
     async gc(a: CniArgs): Promise<void> {
-      await ipam(a, 'GC');
+      await ipam(sys, a, 'GC');
       const list = (a.conf['cni.dev/valid-attachments'] ?? a.conf['cni.dev/attachments'] ?? []) as Array<{ containerID?: string; ifname?: string }>;
       const valid = new Set(list.map((x) => `tsnet-cni:${a.conf.name}:${x.containerID}:${x.ifname}`));
-      await masquerade(a, [], true, new Set(list.map((x) => masqCommentOf(a.conf.name, String(x.containerID), String(x.ifname)))));
+      await masquerade(sys, a, [], true, new Set(list.map((x) => masqCommentOf(a.conf.name, String(x.containerID), String(x.ifname)))));
       const nl = sys.netlink();
       try {
         for (const l of await nl.listLinks()) {

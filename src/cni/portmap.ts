@@ -8,7 +8,7 @@ import type { SystemPorts } from '../system/ports.js';
 import { formatIp, parseCidr, parseIp } from '../ipam/addr.js';
 import { CniError, type CniArgs, type CniPlugin } from './skel.js';
 import { CNI_ERR, type CniResult } from './spec.js';
-import { applyTagged, ruleTag, run, tagged } from './rules.js';
+import { applyTagged, ruleTag, tagged } from './rules.js';
 import { parseIptablesSave } from '../firewall/iptables/parse.js';
 
 const KEYS = ['snat', 'backend', 'markMasqBit', 'externalSetMarkChain', 'conditionsV4', 'conditionsV6'];
@@ -78,18 +78,20 @@ function rulesFor(tag: string, maps: Mapping[], ips: Array<{ family: 4 | 6; ip: 
   return { dnat, masq };
 }
 
-async function apply(dnat: Record<4 | 6, string[]>, masq: Record<4 | 6, string[]>, remove: (r: string) => boolean): Promise<void> {
-  await applyTagged({
-    table: 'nat',
-    chain: DNAT_CHAIN,
-    hooks: [
-      { chain: 'PREROUTING', rule: `-m addrtype --dst-type LOCAL -j ${DNAT_CHAIN}` },
-      { chain: 'OUTPUT', rule: `-m addrtype --dst-type LOCAL -j ${DNAT_CHAIN}` },
-    ],
-    add: dnat,
-    remove,
-  });
-  await applyTagged({ table: 'nat', chain: SNAT_CHAIN, hooks: [{ chain: 'POSTROUTING', rule: `-j ${SNAT_CHAIN}` }], add: masq, remove });
+/** DNAT and masquerade chains change in one save + restore per family. */
+async function apply(sys: SystemPorts, dnat: Record<4 | 6, string[]>, masq: Record<4 | 6, string[]>, remove: (r: string) => boolean): Promise<void> {
+  await applyTagged(sys.exec, 'nat', [
+    {
+      chain: DNAT_CHAIN,
+      hooks: [
+        { chain: 'PREROUTING', rule: `-m addrtype --dst-type LOCAL -j ${DNAT_CHAIN}` },
+        { chain: 'OUTPUT', rule: `-m addrtype --dst-type LOCAL -j ${DNAT_CHAIN}` },
+      ],
+      add: dnat,
+      remove,
+    },
+    { chain: SNAT_CHAIN, hooks: [{ chain: 'POSTROUTING', rule: `-j ${SNAT_CHAIN}` }], add: masq, remove },
+  ]);
 }
 
 export function portmapPlugin(sys: SystemPorts): CniPlugin {
@@ -105,7 +107,7 @@ export function portmapPlugin(sys: SystemPorts): CniPlugin {
       const tag = tagOf(a);
       const { dnat, masq } = rulesFor(tag, maps, ips, snat);
       try {
-        await apply(dnat, masq, tagged(tag));
+        await apply(sys, dnat, masq, tagged(tag));
         // 127.0.0.1 reaches the container only with route_localnet on the host side (the bridge).
         if (snat) {
           for (const i of prev.interfaces ?? []) {
@@ -113,13 +115,13 @@ export function portmapPlugin(sys: SystemPorts): CniPlugin {
           }
         }
       } catch (err) {
-        await apply({ 4: [], 6: [] }, { 4: [], 6: [] }, tagged(tag)).catch(() => undefined);
+        await apply(sys, { 4: [], 6: [] }, { 4: [], 6: [] }, tagged(tag)).catch(() => undefined);
         throw err;
       }
       return { ...prev, cniVersion: a.conf.cniVersion };
     },
     async del(a: CniArgs): Promise<void> {
-      await apply({ 4: [], 6: [] }, { 4: [], 6: [] }, tagged(tagOf(a)));
+      await apply(sys, { 4: [], 6: [] }, { 4: [], 6: [] }, tagged(tagOf(a)));
     },
     async check(a: CniArgs): Promise<void> {
       const maps = parseMappings(a);
@@ -127,7 +129,7 @@ export function portmapPlugin(sys: SystemPorts): CniPlugin {
       const { dnat } = rulesFor(tagOf(a), maps, containerIps(a), false);
       for (const family of [4, 6] as const) {
         if (!dnat[family].length) continue;
-        const saved = await run([family === 4 ? 'iptables-save' : 'ip6tables-save', '-t', 'nat']);
+        const saved = await sys.exec.run([family === 4 ? 'iptables-save' : 'ip6tables-save', '-t', 'nat'], { allowFail: true });
         const have = parseIptablesSave(saved.stdout).get('nat')?.rules.get(DNAT_CHAIN) ?? [];
         for (const r of dnat[family]) if (!have.includes(r)) throw new CniError(CNI_ERR.CHECK_FAILED, `port mapping rule missing: ${r}`);
       }
@@ -135,7 +137,7 @@ export function portmapPlugin(sys: SystemPorts): CniPlugin {
     async gc(a: CniArgs): Promise<void> {
       const list = (a.conf['cni.dev/valid-attachments'] ?? a.conf['cni.dev/attachments'] ?? []) as Array<{ containerID?: string; ifname?: string }>;
       const keep = new Set(list.map((x) => ruleTag('tsnet-pm', a.conf.name, String(x.containerID), String(x.ifname))));
-      await apply({ 4: [], 6: [] }, { 4: [], 6: [] }, tagged('', { prefix: `tsnet-pm:${a.conf.name}:`, keep }));
+      await apply(sys, { 4: [], 6: [] }, { 4: [], 6: [] }, tagged('', { prefix: `tsnet-pm:${a.conf.name}:`, keep }));
     },
     async status(): Promise<void> {},
   };

@@ -78,8 +78,8 @@ export interface ExecResult {
 }
 
 export interface ExecRunner {
-  /** Runs argv; rejects with CommandError on a non-zero exit unless allowFail. */
-  run(argv: readonly string[], opts?: { input?: string; allowFail?: boolean }): Promise<ExecResult>;
+  /** Runs argv; rejects with CommandError on a non-zero exit unless allowFail. env replaces the environment. */
+  run(argv: readonly string[], opts?: { input?: string; allowFail?: boolean; env?: NodeJS.ProcessEnv }): Promise<ExecResult>;
 }
 
 export interface NetnsOps {

@@ -7,10 +7,10 @@ import type { Logger } from '../../log.js';
 export class RealExec implements ExecRunner {
   constructor(private readonly log: Logger) {}
 
-  run(argv: readonly string[], opts: { input?: string; allowFail?: boolean } = {}): Promise<ExecResult> {
+  run(argv: readonly string[], opts: { input?: string; allowFail?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<ExecResult> {
     const started = process.hrtime.bigint();
     return new Promise((resolve, reject) => {
-      const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
       const out: Buffer[] = [];
       const errs: Buffer[] = [];
       child.stdout.on('data', (b: Buffer) => out.push(b));

@@ -8,6 +8,10 @@
 // then the portmap plugin with the bridge's result as prevResult (one hostPort
 // each). "DEL" runs them in reverse. Everything happens inside a throwaway host
 // namespace, with a fresh network namespace per container.
+//
+// tsnet's plugins are a native client of a warm CNI server that the first call
+// starts: "tsnet" is that normal path (its first ADD, which also starts the server,
+// is reported on its own); "tsnet-direct" (TSNET_CNI_SERVER=0) runs Node per call.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -31,6 +35,7 @@ interface Impl {
   ipam: string;
   subnet: string;
   bridgeName: string;
+  env?: Record<string, string>;
 }
 
 function exec(bin: string, env: Record<string, string>, stdin: string): Promise<{ code: number; out: string }> {
@@ -48,7 +53,7 @@ const made: string[] = [];
 
 async function chain(impl: Impl, i: number, cmd: 'ADD' | 'DEL', dataDir: string): Promise<number> {
   const ns = `${HOST}-${impl.label}-${i}`;
-  const env = { CNI_COMMAND: cmd, CNI_CONTAINERID: `${impl.label}-${i}`, CNI_NETNS: `/run/netns/${ns}`, CNI_IFNAME: 'eth0', CNI_PATH: impl.binDir, NODE_EXTRA_CA_CERTS: '' };
+  const env = { CNI_COMMAND: cmd, CNI_CONTAINERID: `${impl.label}-${i}`, CNI_NETNS: `/run/netns/${ns}`, CNI_IFNAME: 'eth0', CNI_PATH: impl.binDir, NODE_EXTRA_CA_CERTS: '', ...impl.env };
   const bridgeConf = {
     cniVersion: '1.0.0', name: `bench-${impl.label}`, type: impl.bridge, bridge: impl.bridgeName, isGateway: true, ipMasq: true,
     ipam: { type: impl.ipam, ranges: [[{ subnet: impl.subnet }]], dataDir },
@@ -77,7 +82,9 @@ async function measure(impl: Impl, dataDir: string) {
   }
   const seqAdd: number[] = [];
   const seqDel: number[] = [];
-  for (let i = 0; i < N; i++) seqAdd.push(await chain(impl, i, 'ADD', dataDir));
+  const first = await chain(impl, 0, 'ADD', dataDir);
+  seqAdd.push(first);
+  for (let i = 1; i < N; i++) seqAdd.push(await chain(impl, i, 'ADD', dataDir));
   for (let i = 0; i < N; i++) seqDel.push(await chain(impl, i, 'DEL', dataDir));
   const idx = Array.from({ length: C }, (_, k) => N + k);
   let t0 = process.hrtime.bigint();
@@ -86,7 +93,7 @@ async function measure(impl: Impl, dataDir: string) {
   t0 = process.hrtime.bigint();
   const conDel = await Promise.all(idx.map((i) => chain(impl, i, 'DEL', dataDir)));
   const conDelWall = ms(t0);
-  return { seqAdd, seqDel, conAdd, conDel, conAddWall, conDelWall };
+  return { first, seqAdd, seqDel, conAdd, conDel, conAddWall, conDelWall };
 }
 
 async function main(): Promise<void> {
@@ -100,12 +107,15 @@ async function main(): Promise<void> {
   spawnSync('ip', ['-n', HOST, 'link', 'set', 'lo', 'up']);
   const impls: Impl[] = [
     { label: 'tsnet', binDir: ours, bridge: 'tsnet-bridge', portmap: 'tsnet-portmap', ipam: 'tsnet-ipam', subnet: '10.90.0.0/16', bridgeName: 'cnits0' },
+    { label: 'tsnet-direct', binDir: ours, bridge: 'tsnet-bridge', portmap: 'tsnet-portmap', ipam: 'tsnet-ipam', subnet: '10.92.0.0/16', bridgeName: 'cnitd0', env: { TSNET_CNI_SERVER: '0' } },
     { label: 'ref', binDir: '/usr/lib/cni', bridge: 'bridge', portmap: 'portmap', ipam: 'host-local', subnet: '10.91.0.0/16', bridgeName: 'cniref0' },
   ];
   const res: Record<string, Awaited<ReturnType<typeof measure>>> = {};
   try {
     for (const impl of impls) res[impl.label] = await measure(impl, join(dir, `ipam-${impl.label}`));
   } finally {
+    // The CNI server our first call started lives in the host namespace: end it with it.
+    spawnSync('ip', ['netns', 'pids', HOST], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).forEach((pid) => spawnSync('kill', ['-9', pid]));
     for (const n of made) spawnSync('ip', ['netns', 'del', n]);
     spawnSync('ip', ['netns', 'del', HOST]);
     rmSync(dir, { recursive: true, force: true });
@@ -113,7 +123,7 @@ async function main(): Promise<void> {
   const lines = [`CNI bridge+portmap chain, ${N} sequential and ${C} concurrent (${new Date().toISOString()})`, ''];
   lines.push('| chain | op | median ms | p95 ms | concurrent: median ms | concurrent: p95 ms | concurrent: wall ms |', '|---|---|---|---|---|---|---|');
   for (const [label, x] of Object.entries(res)) {
-    const name = label === 'tsnet' ? 'tsnet (tsnet-bridge + tsnet-portmap, tsnet-ipam)' : 'reference (bridge + portmap, host-local)';
+    const name = { tsnet: 'tsnet (client + warm server)', 'tsnet-direct': 'tsnet, TSNET_CNI_SERVER=0 (Node per call)', ref: 'reference (bridge + portmap, host-local)' }[label];
     for (const [op, seq, con, wall] of [['ADD', x.seqAdd, x.conAdd, x.conAddWall], ['DEL', x.seqDel, x.conDel, x.conDelWall]] as const) {
       const s = summarize(seq as number[]);
       const c = summarize(con as number[]);
@@ -124,6 +134,7 @@ async function main(): Promise<void> {
   lines.push('', 'Ratios of medians (reference / tsnet; above 1 means tsnet is faster):');
   lines.push(`- sequential ADD ${ratio(res.tsnet!.seqAdd, res.ref!.seqAdd)}x, DEL ${ratio(res.tsnet!.seqDel, res.ref!.seqDel)}x`);
   lines.push(`- concurrent ADD ${ratio(res.tsnet!.conAdd, res.ref!.conAdd)}x, DEL ${ratio(res.tsnet!.conDel, res.ref!.conDel)}x`);
+  lines.push(`- first ADD (cold: tsnet's starts its server) tsnet ${fmt(res.tsnet!.first)} ms, tsnet-direct ${fmt(res['tsnet-direct']!.first)} ms, reference ${fmt(res.ref!.first)} ms`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 

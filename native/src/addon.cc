@@ -172,6 +172,16 @@ Napi::Value FdInode(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(st.st_ino));
 }
 
+// peerUid(fd): the uid of the process at the other end of a unix socket (SO_PEERCRED).
+Napi::Value PeerUid(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) { ThrowErrno(env, errno, "getsockopt(SO_PEERCRED)"); return env.Undefined(); }
+  return Napi::Number::New(env, static_cast<double>(cred.uid));
+}
+
 // bindSocket(family, type, address, port): a socket bound but not listening, so a
 // port can be held before firewall rules exist and served only once they do.
 // Returns the fd (close-on-exec, non-blocking), ready for net.Server#listen({fd})
@@ -444,6 +454,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("umount", Napi::Function::New(env, Umount));
   exports.Set("flock", Napi::Function::New(env, Flock));
   exports.Set("fdInode", Napi::Function::New(env, FdInode));
+  exports.Set("peerUid", Napi::Function::New(env, PeerUid));
   return exports;
 }
 

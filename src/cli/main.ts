@@ -291,7 +291,7 @@ const COMMANDS: Command[] = [
   {
     path: 'cni install',
     usage: 'tsnet cni install [--bin-dir DIR] [--conf-dir DIR]',
-    summary: 'Install the tsnet CNI plugins (launchers) into a CNI bin directory, and an example conflist',
+    summary: 'Install the tsnet CNI plugins into a CNI bin directory, and an example conflist',
     maxArgs: 0,
     flags: [
       { name: 'bin-dir', type: 'string', help: 'CNI bin directory (default /opt/cni/bin)', metavar: 'DIR' },
@@ -301,7 +301,8 @@ const COMMANDS: Command[] = [
       const bundleDir = fileURLToPath(new URL('../../cni-plugins', import.meta.url));
       const confDir = str(flags['conf-dir']);
       if (confDir !== undefined && !confDir.startsWith('/')) throw new InvalidConfigError(`--conf-dir must be an absolute path (got ${confDir})`);
-      for (const p of installPlugins({ bundleDir, binDir: str(flags['bin-dir']) ?? '/opt/cni/bin', nodePath: process.execPath })) env.out(p);
+      const clientPath = fileURLToPath(new URL('../../../native/build/Release/tsnet-cni-client', import.meta.url));
+      for (const p of installPlugins({ bundleDir, binDir: str(flags['bin-dir']) ?? '/opt/cni/bin', nodePath: process.execPath, clientPath })) env.out(p);
       if (confDir !== undefined) env.out(writeExampleConflist(confDir));
       return 0;
     },

@@ -75,7 +75,7 @@ async function ipam(sys: SystemPorts, a: CniArgs, command: 'ADD' | 'DEL' | 'CHEC
   }
   const bin = a.path.map((d) => join(d, type)).find((p) => existsSync(p));
   if (!bin) throw new CniError(CNI_ERR.INVALID_CONFIG, `IPAM plugin "${type}" not found in CNI_PATH (${a.path.join(':')})`);
-  const r = await sys.exec.run([bin], { input: JSON.stringify(a.conf), env: { ...process.env, CNI_COMMAND: command }, allowFail: true });
+  const r = await sys.exec.run([bin], { input: JSON.stringify(a.conf), env: { ...a.env, CNI_COMMAND: command }, allowFail: true });
   if (r.code !== 0) {
     let e: { code?: number; msg?: string } = {};
     try {

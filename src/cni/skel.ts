@@ -16,6 +16,8 @@ export interface CniArgs {
   args: Record<string, string>;
   path: string[];
   conf: NetConf;
+  /** The invocation's whole environment (for delegated plugins and child processes). */
+  env: NodeJS.ProcessEnv;
 }
 
 export interface CniPlugin {
@@ -103,6 +105,7 @@ export async function runCni(plugin: CniPlugin, io: CniIo): Promise<{ stdout: st
       args: parseCniArgs(io.env.CNI_ARGS),
       path: (io.env.CNI_PATH ?? '').split(':').filter(Boolean),
       conf,
+      env: io.env,
     };
     switch (command) {
       case 'ADD':

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { REPO, skipReason } from '../integration/harness.js';
+import { REPO, killProcessesIn, skipReason } from '../integration/harness.js';
 import { request, startServer } from '../integration/netprobe.js';
 
 const skip = skipReason('ping');
@@ -42,6 +42,7 @@ function world() {
   const inHost = (...argv: string[]) => spawnSync('nsenter', [`--net=/run/netns/${host}`, '--', ...argv], { encoding: 'utf8' });
   const ipamFiles = () => (existsSync(join(dir, 'ipam', 'net1')) ? readdirSync(join(dir, 'ipam', 'net1')).filter((f) => /^\d/.test(f)) : []);
   const done = () => {
+    killProcessesIn(`/run/netns/${host}`);
     for (const n of made.reverse()) spawnSync('ip', ['netns', 'del', n]);
     rmSync(dir, { recursive: true, force: true });
   };

@@ -7,19 +7,27 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { REPO, skipReason } from '../integration/harness.js';
+import { REPO, skipReason, throwawayNamespace } from '../integration/harness.js';
 
 const skip = skipReason();
 
-function installed(): { bin: string; done: () => void } {
+// The plugin (and the CNI server it starts) runs in a throwaway host namespace.
+function installed(): { bin: string[]; done: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'tsnet-cnibin-'));
   const r = spawnSync(process.execPath, [join(REPO, 'bin', 'tsnet.js'), 'cni', 'install', '--bin-dir', dir], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
   assert.equal(r.status, 0, r.stderr);
-  return { bin: join(dir, 'tsnet-loopback'), done: () => rmSync(dir, { recursive: true, force: true }) };
+  const ns = throwawayNamespace();
+  return {
+    bin: ns.enter([join(dir, 'tsnet-loopback')]),
+    done: () => {
+      ns.done();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
-function invoke(bin: string, env: Record<string, string>, stdin: string): { code: number; out: any; raw: string; stderr: string } {
-  const r = spawnSync(bin, [], { input: stdin, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', NODE_EXTRA_CA_CERTS: '', ...env } });
+function invoke(bin: string[], env: Record<string, string>, stdin: string): { code: number; out: any; raw: string; stderr: string } {
+  const r = spawnSync(bin[0]!, bin.slice(1), { input: stdin, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', NODE_EXTRA_CA_CERTS: '', ...env } });
   let out: unknown;
   try {
     out = r.stdout.trim() ? JSON.parse(r.stdout) : undefined;
@@ -115,6 +123,7 @@ test('tsnet cni install refuses to overwrite a plugin it did not write', { skip 
 
 test('tsnet cni install --conf-dir writes an example conflist that the plugins accept', { skip }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'tsnet-cniconf-'));
+  const ns = throwawayNamespace();
   try {
     const r = spawnSync(process.execPath, [join(REPO, 'bin', 'tsnet.js'), 'cni', 'install', '--bin-dir', join(dir, 'bin'), '--conf-dir', join(dir, 'net.d')], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
     assert.equal(r.status, 0, r.stderr);
@@ -122,10 +131,11 @@ test('tsnet cni install --conf-dir writes an example conflist that the plugins a
     assert.deepEqual(conf.plugins.map((p: { type: string }) => p.type), ['tsnet-bridge', 'tsnet-portmap']);
     // Each plugin entry, as the runtime hands it over (name and version added), passes the plugin's key check.
     for (const p of conf.plugins) {
-      const v = invoke(join(dir, 'bin', p.type), { CNI_COMMAND: 'STATUS' }, JSON.stringify({ cniVersion: conf.cniVersion, name: conf.name, ...p }));
+      const v = invoke(ns.enter([join(dir, 'bin', p.type)]), { CNI_COMMAND: 'STATUS' }, JSON.stringify({ cniVersion: conf.cniVersion, name: conf.name, ...p }));
       assert.equal(v.code, 0, `${p.type}: ${v.raw}`);
     }
   } finally {
+    ns.done();
     rmSync(dir, { recursive: true, force: true });
   }
 });

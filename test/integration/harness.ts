@@ -3,7 +3,7 @@
 // inside it (nsenter --net, so the mount namespace and our namespace pins are the
 // real ones), and destroy() removes everything it made.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +38,42 @@ function must(argv: string[]): string {
   const r = runSync(argv);
   if (r.code !== 0) throw new Error(`${argv.join(' ')} failed (${r.code}): ${r.stderr}`);
   return r.stdout;
+}
+
+/** Kills every process left inside a network namespace (a CNI server the plugins
+ * started there, a proxy): they would keep the namespace alive after `ip netns del`. */
+export function killProcessesIn(nsPath: string): void {
+  let ino: number;
+  try {
+    ino = statSync(nsPath).ino;
+  } catch {
+    return;
+  }
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (statSync(`/proc/${pid}/ns/net`).ino === ino && Number(pid) !== process.pid) process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+}
+
+/** A bare throwaway "host" namespace for plugin tests: what the plugins (and the CNI
+ * server they start) run in; done() kills what is left inside and deletes it. */
+export function throwawayNamespace(): { name: string; path: string; enter: (argv: string[]) => string[]; done: () => void } {
+  const name = `tsnet-t-${randomBytes(4).toString('hex')}`;
+  must(['ip', 'netns', 'add', name]);
+  must(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
+  const path = `/run/netns/${name}`;
+  return {
+    name,
+    path,
+    enter: (argv) => ['nsenter', `--net=${path}`, '--', ...argv],
+    done: () => {
+      killProcessesIn(path);
+      spawnSync('ip', ['netns', 'del', name]);
+    },
+  };
 }
 
 export class TestHost {
@@ -154,6 +190,7 @@ export class TestHost {
     if (existsSync(pins)) {
       for (const p of readdirSync(pins)) spawnSync('umount', ['-l', join(pins, p)]);
     }
+    killProcessesIn(this.nsPath);
     for (const n of this.extraNs) spawnSync('ip', ['netns', 'del', n]);
     spawnSync('ip', ['netns', 'del', this.name]);
     rmSync(this.dir, { recursive: true, force: true });

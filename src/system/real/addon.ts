@@ -11,6 +11,8 @@ export interface NativeAddon {
   umount(path: string, detach?: boolean): boolean;
   flock(fd: number, op: 'ex' | 'sh' | 'un', nonBlocking?: boolean): boolean;
   fdInode(fd: number): number;
+  /** The uid of the peer of a connected unix socket (SO_PEERCRED). */
+  peerUid(fd: number): number;
   bindSocket(family: 4 | 6, type: 'tcp' | 'udp', address: string, port: number): number;
   /** Serves a bound TCP socket with the native splice relay; returns an id for spliceStop. */
   spliceListen(fd: number, targetIP: string, targetPort: number, backlog: number): number;

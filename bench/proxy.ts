@@ -53,6 +53,11 @@ const bg = (argv: string[], fd3 = false) => {
   return c;
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** CPU seconds (user + system) a process has used so far. */
+const cpuOf = (pid: number) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+};
 const rssOf = (pid: number) => {
   try {
     return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
@@ -106,9 +111,11 @@ async function main(): Promise<void> {
     run(['nsenter', `--net=${sbx}`, '--', 'sysctl', '-q', '-w', 'net.ipv4.tcp_tw_reuse=1', 'net.ipv4.ip_local_port_range=10000 65000']);
     bg(['nsenter', `--net=${sbx}`, '--', process.execPath, '-e', "require('net').createServer((s) => { s.on('error', () => {}); s.end('x'); }).listen({ port: 8080, backlog: 4096 })"]);
     const haveDocker = existsSync('/usr/sbin/docker-proxy');
+    const dockerPid: Record<number, number> = {};
     if (haveDocker) {
       for (const [hp, cp] of [[25201, 5201], [28080, 8080]]) {
-        bg(inNs(['/usr/sbin/docker-proxy', '-proto', 'tcp', '-host-ip', '::1', '-host-port', String(hp), '-container-ip', cip, '-container-port', String(cp)]), true);
+        // nsenter execs docker-proxy in place, so the child's pid is docker-proxy's.
+        dockerPid[hp!] = bg(inNs(['/usr/sbin/docker-proxy', '-proto', 'tcp', '-host-ip', '::1', '-host-port', String(hp), '-container-ip', cip, '-container-port', String(cp)]), true).pid!;
       }
     }
     // conntrack exists in the namespace once NAT rules use it: shorten its TIME_WAIT.
@@ -122,29 +129,40 @@ async function main(): Promise<void> {
       ['tsnet proxy, splice ([::1])', '::1', 15201, 18080, 'splice'],
     ];
     if (haveDocker) paths.push(['docker-proxy ([::1])', '::1', 25201, 28080]);
-    results.push(`published-port data path, ${SECONDS} s per measurement, median of ${ROUNDS} rounds (${new Date().toISOString()})`, '', '| path | iperf3 Gbit/s (each round) | short connections/s (each round) |', '|---|---|---|');
-    const rows: Record<string, [number, number]> = {};
+    results.push(`published-port data path, ${SECONDS} s per measurement, median of ${ROUNDS} rounds (${new Date().toISOString()})`, '', '| path | iperf3 Gbit/s (each round) | short connections/s (each round) | proxy CPU ms per GB | proxy CPU µs per connection |', '|---|---|---|---|---|');
+    // The proxy process of a path (for its CPU time), if it has one.
+    const proxyOf = (label: string, port: number) => (label.startsWith('tsnet proxy') ? proxyPid() : label.startsWith('docker-proxy') ? dockerPid[port] : undefined);
+    const rows: Record<string, [number, number, number, number]> = {};
     // Rounds interleave the paths, so a noisy moment of the machine hits them all alike.
-    const samples: Record<string, { t: number[]; c: number[] }> = {};
+    const samples: Record<string, { t: number[]; c: number[]; cpuGB: number[]; cpuConn: number[] }> = {};
     for (let round = 0; round < ROUNDS; round++) {
       for (const [label, host, tport, cport, mode] of paths) {
         if (mode) await restartProxy(mode);
         await waitPort(host, tport);
-        const x = (samples[label] ??= { t: [], c: [] });
-        x.t.push(throughput(host, tport));
-        x.c.push(connectionRate(host, cport));
+        const x = (samples[label] ??= { t: [], c: [], cpuGB: [], cpuConn: [] });
+        const tp = proxyOf(label, tport);
+        let cpu0 = tp ? cpuOf(tp) : 0;
+        const gbps = throughput(host, tport);
+        x.t.push(gbps);
+        if (tp) x.cpuGB.push(((cpuOf(tp) - cpu0) * 1000) / ((gbps * SECONDS) / 8));
+        const cp = proxyOf(label, cport);
+        cpu0 = cp ? cpuOf(cp) : 0;
+        const rate = connectionRate(host, cport);
+        x.c.push(rate);
+        if (cp) x.cpuConn.push(((cpuOf(cp) - cpu0) * 1e6) / (rate * SECONDS));
       }
     }
     for (const [label] of paths) {
       const x = samples[label]!;
-      rows[label] = [median(x.t), median(x.c)];
-      results.push(`| ${label} | ${fmt(median(x.t))} (${x.t.map(fmt).join(', ')}) | ${fmt(median(x.c))} (${x.c.map((v) => v.toFixed(0)).join(', ')}) |`);
+      rows[label] = [median(x.t), median(x.c), x.cpuGB.length ? median(x.cpuGB) : 0, x.cpuConn.length ? median(x.cpuConn) : 0];
+      const cpu = x.cpuGB.length ? `${fmt(median(x.cpuGB))} | ${fmt(median(x.cpuConn))}` : '- | -';
+      results.push(`| ${label} | ${fmt(median(x.t))} (${x.t.map(fmt).join(', ')}) | ${fmt(median(x.c))} (${x.c.map((v) => v.toFixed(0)).join(', ')}) | ${cpu} |`);
     }
     if (haveDocker) {
-      const [dt, dc] = rows['docker-proxy ([::1])']!;
+      const [dt, dc, dg, dn] = rows['docker-proxy ([::1])']!;
       for (const mode of ['Node streams', 'splice']) {
-        const [ot, oc] = rows[`tsnet proxy, ${mode} ([::1])`]!;
-        results.push('', `tsnet proxy (${mode}) / docker-proxy: throughput ${fmt(ot / dt)}x, connection rate ${fmt(oc / dc)}x`);
+        const [ot, oc, og, on] = rows[`tsnet proxy, ${mode} ([::1])`]!;
+        results.push('', `tsnet proxy (${mode}) / docker-proxy: throughput ${fmt(ot / dt)}x, connection rate ${fmt(oc / dc)}x; CPU per GB ${fmt(og / dg)}x, CPU per connection ${fmt(on / dn)}x of docker-proxy's`);
       }
     }
 
@@ -167,7 +185,7 @@ async function main(): Promise<void> {
       // nsenter execs docker-proxy in place, so the child's pid is docker-proxy's.
       const total = dps.reduce((sum, c) => sum + rssOf(c.pid!), 0);
       results.push(`| docker-proxy, ${DOCKER_PROXIES} bindings | ${DOCKER_PROXIES} | ${fmt(total / 2 ** 20)} | ${fmt(total / DOCKER_PROXIES / 1024)} |`);
-      results.push(`| docker-proxy, ${BINDINGS} bindings (extrapolated x${BINDINGS / DOCKER_PROXIES}) | ${BINDINGS} | ${fmt((total / DOCKER_PROXIES) * BINDINGS / 2 ** 20)} | |`);
+      if (DOCKER_PROXIES !== BINDINGS) results.push(`| docker-proxy, ${BINDINGS} bindings (extrapolated x${BINDINGS / DOCKER_PROXIES}) | ${BINDINGS} | ${fmt((total / DOCKER_PROXIES) * BINDINGS / 2 ** 20)} | |`);
     }
   } finally {
     for (const c of children) c.kill('SIGKILL');

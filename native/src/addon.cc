@@ -22,16 +22,18 @@
 
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
-#include <condition_variable>
-#include <deque>
-#include <chrono>
+#include <vector>
 
 namespace {
 
@@ -225,170 +227,267 @@ Napi::Value BindSocket(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------
-// Zero-copy TCP relay for the userland proxy. A listener runs an accept loop on a
-// native thread; each connection gets a thread that connects to the target and
-// moves bytes socket -> pipe -> socket with splice(2) in both directions, never
-// copying them into user space and never touching JavaScript. The threads own
-// their fds; the registry below is the only shared state, behind a mutex.
+// Zero-copy TCP relay for the userland proxy. A few event-loop threads (one per
+// core, at most four) each run an epoll set holding every listener (registered
+// with EPOLLEXCLUSIVE, so a connection wakes one loop) and the connections that
+// loop accepted. A connection never changes thread: the loop accepts it, connects
+// to the target without blocking, and moves bytes socket -> pipe -> socket with
+// splice(2) in both directions (edge-triggered; every event retries all four
+// splices, so no readiness is lost), never copying them into user space and never
+// touching JavaScript. Pipes are pooled per loop. Listeners are added and removed
+// through a command queue each loop drains on an eventfd; the last loop to let go
+// of a listener closes its socket.
 
 namespace splice_relay {
 
 constexpr size_t kChunk = 1 << 16;
-
-bool SetNonBlocking(int fd) {
-  int fl = fcntl(fd, F_GETFL);
-  return fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
-}
-
-// Moves bytes both ways until both directions reached EOF (half-close honoured)
-// or an error occurs.
-// Each worker thread keeps its two pipes across connections (they are empty after
-// a clean relay); a relay that ends with bytes still in a pipe drops them.
-struct Pipes {
-  int p1[2] = {-1, -1};  // a -> b
-  int p2[2] = {-1, -1};  // b -> a
-  bool Ok() {
-    if (p1[0] < 0 && pipe2(p1, O_NONBLOCK | O_CLOEXEC) != 0) return false;
-    if (p2[0] < 0 && pipe2(p2, O_NONBLOCK | O_CLOEXEC) != 0) return false;
-    return true;
-  }
-  void Reset() {
-    for (int* p : {p1, p2}) {
-      if (p[0] >= 0) { close(p[0]); close(p[1]); p[0] = p[1] = -1; }
-    }
-  }
-  ~Pipes() { Reset(); }
+enum Kind { kListener, kConn, kWake };
+struct Item {
+  Kind kind;
 };
-thread_local Pipes pipes;
-
-void Relay(int a, int b) {
-  if (!pipes.Ok()) return;
-  int* p1 = pipes.p1;
-  int* p2 = pipes.p2;
-  SetNonBlocking(b);  // a (accepted with SOCK_NONBLOCK) already is
-  size_t in1 = 0, in2 = 0;
-  bool eofA = false, eofB = false, shutA = false, shutB = false;
-  const unsigned flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
-  auto pump = [&](int from, int to, int* pipe, size_t& in, bool& eof, bool& shut, bool& progress) -> bool {
-    if (!eof && in < kChunk) {
-      ssize_t n = splice(from, nullptr, pipe[1], nullptr, kChunk - in, flags);
-      if (n > 0) { in += n; progress = true; }
-      else if (n == 0) { eof = true; progress = true; }
-      else if (errno != EAGAIN && errno != EINTR) return false;
-    }
-    if (in > 0) {
-      ssize_t m = splice(pipe[0], nullptr, to, nullptr, in, flags);
-      if (m > 0) { in -= m; progress = true; }
-      else if (m < 0 && errno != EAGAIN && errno != EINTR) return false;
-    }
-    if (eof && in == 0 && !shut) { shutdown(to, SHUT_WR); shut = true; progress = true; }
-    return true;
-  };
-  for (;;) {
-    bool progress = false;
-    if (!pump(a, b, p1, in1, eofA, shutB, progress)) break;
-    if (!pump(b, a, p2, in2, eofB, shutA, progress)) break;
-    if (shutA && shutB) break;
-    if (progress) continue;
-    struct pollfd pf[2] = {{a, 0, 0}, {b, 0, 0}};
-    if (!eofA && in1 < kChunk) pf[0].events |= POLLIN;
-    if (in2 > 0) pf[0].events |= POLLOUT;
-    if (!eofB && in2 < kChunk) pf[1].events |= POLLIN;
-    if (in1 > 0) pf[1].events |= POLLOUT;
-    if (poll(pf, 2, -1) < 0 && errno != EINTR) break;
-    if ((pf[0].revents | pf[1].revents) & (POLLERR | POLLNVAL)) break;
-  }
-  if (in1 || in2) pipes.Reset();
-}
 
 struct Listener {
-  int fd;
-  int stopPipe[2];  // written once to end the accept loop (no periodic wake-ups)
+  int fd = -1;
   sockaddr_storage target;
-  socklen_t targetLen;
+  socklen_t targetLen = 0;
+  ~Listener() {
+    if (fd >= 0) close(fd);
+  }
+};
+struct ListenerItem : Item {
+  std::shared_ptr<Listener> l;
+};
+
+struct Half {
+  int pipe[2] = {-1, -1};
+  size_t in = 0;
+  bool eof = false;  // the source said EOF
+  bool shut = false;  // we shut the destination's write side
+};
+
+struct Conn : Item {
+  int c = -1, u = -1;  // client, upstream
+  bool connecting = true;
+  bool dead = false;
+  Half cu, uc;  // client -> upstream, upstream -> client
+};
+
+struct Command {
+  bool add;
+  int id;
+  std::shared_ptr<Listener> l;
+};
+
+struct Loop {
+  int ep = -1;
+  Item wakeItem{kWake};
+  int wake = -1;  // eventfd
+  std::mutex mu;
+  std::vector<Command> commands;
+  std::map<int, ListenerItem*> listeners;  // by id, this loop's registrations
+  std::vector<std::array<int, 2>> pipePool;
+
+  bool GetPipe(int p[2]) {
+    if (!pipePool.empty()) {
+      p[0] = pipePool.back()[0];
+      p[1] = pipePool.back()[1];
+      pipePool.pop_back();
+      return true;
+    }
+    return pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0;
+  }
+  void PutPipe(Half& h) {
+    if (h.pipe[0] < 0) return;
+    if (h.in == 0 && pipePool.size() < 256) pipePool.push_back({h.pipe[0], h.pipe[1]});
+    else { close(h.pipe[0]); close(h.pipe[1]); }
+    h.pipe[0] = h.pipe[1] = -1;
+  }
 };
 
 // Shared state lives on the heap and is never destroyed: at process exit, static
-// destructors would run while pooled workers still wait on the condition variable,
-// and glibc's pthread_cond_destroy blocks until its waiters wake (a hang at exit).
+// destructors would run while loop threads still use it.
 std::mutex& registryMu = *new std::mutex;
 std::map<int, std::shared_ptr<Listener>>& registry = *new std::map<int, std::shared_ptr<Listener>>;
+std::vector<Loop*>& loops = *new std::vector<Loop*>;
 int nextId = 1;
 
-void Serve(int client, std::shared_ptr<Listener> l) {
-  int up = socket(l->target.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (up >= 0 && connect(up, reinterpret_cast<sockaddr*>(&l->target), l->targetLen) == 0) {
+void Close(Loop& loop, Conn* k, std::vector<Conn*>& graveyard) {
+  if (k->dead) return;
+  k->dead = true;
+  if (k->c >= 0) close(k->c);  // closing removes the fds from the epoll set
+  if (k->u >= 0) close(k->u);
+  loop.PutPipe(k->cu);
+  loop.PutPipe(k->uc);
+  graveyard.push_back(k);  // freed after this batch of events: a later event may name it
+}
+
+// Moves what can move in one direction; false on a hard error.
+bool Pump(Loop& loop, int from, int to, Half& h, bool& progress) {
+  const unsigned flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+  if (!h.eof && h.in < kChunk) {
+    if (h.pipe[0] < 0 && !loop.GetPipe(h.pipe)) return false;
+    ssize_t n = splice(from, nullptr, h.pipe[1], nullptr, kChunk - h.in, flags);
+    if (n > 0) { h.in += n; progress = true; }
+    else if (n == 0) { h.eof = true; progress = true; }
+    else if (errno != EAGAIN && errno != EINTR) return false;
+  }
+  if (h.in > 0) {
+    ssize_t m = splice(h.pipe[0], nullptr, to, nullptr, h.in, flags);
+    if (m > 0) { h.in -= m; progress = true; }
+    else if (m < 0 && errno != EAGAIN && errno != EINTR) return false;
+  }
+  if (h.eof && h.in == 0 && !h.shut) { shutdown(to, SHUT_WR); h.shut = true; progress = true; }
+  return true;
+}
+
+// Runs one direction until it cannot move (edge-triggered: the source must be
+// drained to EAGAIN, or the pipe be full with the destination at EAGAIN).
+bool Drain(Loop& loop, int from, int to, Half& h) {
+  for (;;) {
+    bool progress = false;
+    if (!Pump(loop, from, to, h, progress)) return false;
+    if (!progress) return true;
+  }
+}
+
+// An event on one side of a connection: only the directions it can unblock run,
+// so the common events (initial writability, a read on one side) cost no wasted
+// syscalls. side 0 = the client socket, 1 = the upstream socket.
+void Service(Loop& loop, Conn* k, int side, uint32_t events, std::vector<Conn*>& graveyard) {
+  if (k->dead) return;
+  if (k->connecting) {
+    if (side != 1 || !(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(k->u, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return Close(loop, k, graveyard);
+    k->connecting = false;
     int one = 1;
-    setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    setsockopt(up, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    Relay(client, up);
+    setsockopt(k->u, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    events = EPOLLIN | EPOLLOUT;  // the client may have sent already: run everything once
+    if (!Drain(loop, k->c, k->u, k->cu)) return Close(loop, k, graveyard);
   }
-  if (up >= 0) close(up);
-  close(client);
+  int self = side ? k->u : k->c, other = side ? k->c : k->u;
+  Half& out = side ? k->uc : k->cu;  // self -> other
+  Half& in = side ? k->cu : k->uc;   // other -> self
+  bool ok = true;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ok = Drain(loop, self, other, out);
+  if (ok && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && (in.in > 0 || (in.eof && !in.shut))) ok = Drain(loop, other, self, in);
+  if (!ok || (k->cu.shut && k->uc.shut)) Close(loop, k, graveyard);
 }
 
-// Connection threads are pooled: a thread that finished a relay waits a while for
-// the next accepted connection instead of exiting (thread creation is a visible
-// part of short connections' cost).
-struct Job {
-  int client;
-  std::shared_ptr<Listener> listener;
-};
-std::mutex& poolMu = *new std::mutex;
-std::condition_variable& poolCv = *new std::condition_variable;
-std::deque<Job>& jobs = *new std::deque<Job>;
-int idleWorkers = 0;
+void Accept(Loop& loop, Listener& l, std::vector<Conn*>& graveyard) {
+  for (int i = 0; i < 64; i++) {
+    int c = accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (c < 0) return;
+    int u = socket(l.target.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (u < 0) { close(c); continue; }
+    int one = 1;
+    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int rc = connect(u, reinterpret_cast<sockaddr*>(&l.target), l.targetLen);
+    if (rc != 0 && errno != EINPROGRESS) { close(c); close(u); continue; }
+    auto* k = new Conn();
+    k->kind = kConn;
+    k->c = c;
+    k->u = u;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = reinterpret_cast<uintptr_t>(static_cast<Item*>(k));
+    epoll_event evu = ev;
+    evu.data.u64 |= 1;  // the upstream side (Items are at least 8-byte aligned)
+    if (epoll_ctl(loop.ep, EPOLL_CTL_ADD, c, &ev) != 0 || epoll_ctl(loop.ep, EPOLL_CTL_ADD, u, &evu) != 0) { Close(loop, k, graveyard); continue; }
+    if (rc == 0) {
+      k->connecting = false;
+      setsockopt(u, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+  }
+}
 
-void Worker() {
-  std::unique_lock<std::mutex> lk(poolMu);
+void RunCommands(Loop& loop) {
+  uint64_t n;
+  if (read(loop.wake, &n, sizeof n) < 0) { /* nothing pending */ }
+  std::vector<Command> cmds;
+  {
+    std::lock_guard<std::mutex> g(loop.mu);
+    cmds.swap(loop.commands);
+  }
+  for (auto& c : cmds) {
+    if (c.add) {
+      auto* li = new ListenerItem();
+      li->kind = kListener;
+      li->l = c.l;
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+      ev.data.ptr = static_cast<Item*>(li);
+      if (epoll_ctl(loop.ep, EPOLL_CTL_ADD, c.l->fd, &ev) == 0) loop.listeners[c.id] = li;
+      else delete li;
+    } else {
+      auto it = loop.listeners.find(c.id);
+      if (it == loop.listeners.end()) continue;
+      epoll_ctl(loop.ep, EPOLL_CTL_DEL, it->second->l->fd, nullptr);
+      delete it->second;  // drops this loop's reference; the last one closes the socket
+      loop.listeners.erase(it);
+    }
+  }
+}
+
+void Run(Loop* loop) {
+  epoll_event events[128];
+  std::vector<Conn*> graveyard;
   for (;;) {
-    idleWorkers++;
-    bool got = poolCv.wait_for(lk, std::chrono::seconds(30), [] { return !jobs.empty(); });
-    idleWorkers--;
-    if (!got) return;  // idle for 30 s: let the thread go
-    Job j = jobs.front();
-    jobs.pop_front();
-    lk.unlock();
-    Serve(j.client, j.listener);
-    lk.lock();
-  }
-}
-
-void Dispatch(int client, std::shared_ptr<Listener> l) {
-  std::lock_guard<std::mutex> g(poolMu);
-  jobs.push_back({client, std::move(l)});
-  if (idleWorkers > static_cast<int>(jobs.size()) - 1) {
-    poolCv.notify_one();
-  } else {
-    std::thread(Worker).detach();
-  }
-}
-
-void AcceptLoop(std::shared_ptr<Listener> l) {
-  for (;;) {
-    struct pollfd pf[2] = {{l->fd, POLLIN, 0}, {l->stopPipe[0], POLLIN, 0}};
-    if (poll(pf, 2, -1) < 0) {
+    int n = epoll_wait(loop->ep, events, 128, -1);
+    if (n < 0) {
       if (errno == EINTR) continue;
-      break;
+      return;
     }
-    if (pf[1].revents) break;
-    // Take every pending connection before polling again.
-    for (;;) {
-      int c = accept4(l->fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-      if (c < 0) break;
-      Dispatch(c, l);
+    bool commands = false;
+    for (int i = 0; i < n; i++) {
+      uint64_t raw = events[i].data.u64;
+      auto* item = reinterpret_cast<Item*>(static_cast<uintptr_t>(raw & ~uint64_t{1}));
+      if (item->kind == kWake) commands = true;
+      else if (item->kind == kListener) Accept(*loop, *static_cast<ListenerItem*>(item)->l, graveyard);
+      else Service(*loop, static_cast<Conn*>(item), static_cast<int>(raw & 1), events[i].events, graveyard);
     }
+    for (Conn* k : graveyard) delete k;
+    graveyard.clear();
+    // Commands last: a listener removed here may have had an event in this batch.
+    if (commands) RunCommands(*loop);
   }
-  close(l->fd);
-  close(l->stopPipe[0]);
-  close(l->stopPipe[1]);
+}
+
+bool StartLoops() {
+  if (!loops.empty()) return true;
+  unsigned n = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+  for (unsigned i = 0; i < n; i++) {
+    auto* loop = new Loop();
+    loop->ep = epoll_create1(EPOLL_CLOEXEC);
+    loop->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (loop->ep < 0 || loop->wake < 0) return false;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &loop->wakeItem;
+    if (epoll_ctl(loop->ep, EPOLL_CTL_ADD, loop->wake, &ev) != 0) return false;
+    loops.push_back(loop);
+    std::thread(Run, loop).detach();
+  }
+  return true;
+}
+
+void Post(const Command& c) {
+  for (Loop* loop : loops) {
+    {
+      std::lock_guard<std::mutex> g(loop->mu);
+      loop->commands.push_back(c);
+    }
+    uint64_t one = 1;
+    if (write(loop->wake, &one, sizeof one) < 0) { /* the counter is already non-zero */ }
+  }
 }
 
 }  // namespace splice_relay
 
 // spliceListen(fd, targetIP, targetPort, backlog): listen on a bound socket (from
-// bindSocket) and relay every connection to the target with splice(2) on native
-// threads. Returns an id for spliceStop. The listener owns fd from here on.
+// bindSocket) and relay every connection to the target with splice(2) on the
+// native event loops. Returns an id for spliceStop. The relay owns fd from here on.
 Napi::Value SpliceListen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsString() || !info[2].IsNumber() || !info[3].IsNumber()) {
@@ -396,7 +495,7 @@ Napi::Value SpliceListen(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   auto l = std::make_shared<splice_relay::Listener>();
-  l->fd = info[0].As<Napi::Number>().Int32Value();
+  int fd = info[0].As<Napi::Number>().Int32Value();
   std::string ip = info[1].As<Napi::String>().Utf8Value();
   int port = info[2].As<Napi::Number>().Int32Value();
   int backlog = info[3].As<Napi::Number>().Int32Value();
@@ -414,33 +513,29 @@ Napi::Value SpliceListen(const Napi::CallbackInfo& info) {
     if (inet_pton(AF_INET, ip.c_str(), &sa->sin_addr) != 1) { ThrowErrno(env, EINVAL, "inet_pton", ip); return env.Undefined(); }
     l->targetLen = sizeof(sockaddr_in);
   }
-  if (listen(l->fd, backlog) != 0) { ThrowErrno(env, errno, "listen"); return env.Undefined(); }
-  if (pipe2(l->stopPipe, O_CLOEXEC) != 0) { ThrowErrno(env, errno, "pipe2"); return env.Undefined(); }
+  if (listen(fd, backlog) != 0) { ThrowErrno(env, errno, "listen"); return env.Undefined(); }
   int id;
   {
     std::lock_guard<std::mutex> g(splice_relay::registryMu);
+    if (!splice_relay::StartLoops()) { ThrowErrno(env, errno, "epoll_create1"); return env.Undefined(); }
+    l->fd = fd;
     id = splice_relay::nextId++;
     splice_relay::registry[id] = l;
+    splice_relay::Post({true, id, l});
   }
-  std::thread(splice_relay::AcceptLoop, l).detach();
   return Napi::Number::New(env, id);
 }
 
-// spliceStop(id): stop accepting (the accept thread closes the listening socket;
-// connections in flight finish on their own).
+// spliceStop(id): stop accepting (the listening socket closes once every loop has
+// let go of it; connections in flight finish on their own).
 Napi::Value SpliceStop(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int id = info[0].As<Napi::Number>().Int32Value();
-  std::shared_ptr<splice_relay::Listener> l;
-  {
-    std::lock_guard<std::mutex> g(splice_relay::registryMu);
-    auto it = splice_relay::registry.find(id);
-    if (it == splice_relay::registry.end()) return Napi::Boolean::New(env, false);
-    l = it->second;
-    splice_relay::registry.erase(it);
-  }
-  char b = 1;
-  if (write(l->stopPipe[1], &b, 1) != 1) return Napi::Boolean::New(env, false);
+  std::lock_guard<std::mutex> g(splice_relay::registryMu);
+  auto it = splice_relay::registry.find(id);
+  if (it == splice_relay::registry.end()) return Napi::Boolean::New(env, false);
+  splice_relay::registry.erase(it);
+  splice_relay::Post({false, id, nullptr});
   return Napi::Boolean::New(env, true);
 }
 

@@ -56,10 +56,35 @@ for (const mode of ['splice', 'streams'] as const) {
       assert.ok(back.equals(payload));
       const clash = await new Promise<string>((resolve) => net.createServer().listen(port, '127.0.0.1').on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? '')).on('listening', function (this: net.Server) { this.close(); resolve('bound'); }));
       assert.equal(clash, 'EADDRINUSE');
+      // Many at once: 200 concurrent round trips, each answered in full.
+      const many = await Promise.all(Array.from({ length: 200 }, (_, i) => roundTrip(port, Buffer.from(`hello ${i}`))));
+      assert.deepEqual(many.map((b) => b.toString()), Array.from({ length: 200 }, (_, i) => `hello ${i}`));
       proxy.handle({ op: 'sync', bindings: [], activate: true });
       assert.equal(proxy.size, 0);
+      await new Promise((r) => setTimeout(r, 50));
+      const gone = await new Promise<string>((resolve) => net.connect(port, '127.0.0.1').on('connect', () => resolve('connected')).on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? '')));
+      assert.equal(gone, 'ECONNREFUSED', 'the listener closed on removal');
     } finally {
       echo.close();
+    }
+  });
+
+  test(`TCP through the proxy (${mode}): a target that refuses closes the client's connection`, async () => {
+    const port = await freePort();
+    const dead = await freePort();
+    const proxy = new UserlandProxy(nativeAddon(), { udpIdleMs: 1000, tcp: mode, log: () => undefined });
+    try {
+      proxy.handle({ op: 'sync', bindings: [{ proto: 'tcp', hostIP: '127.0.0.1', hostPort: port, targetIP: '127.0.0.1', targetPort: dead }], activate: true });
+      const outcome = await new Promise<string>((resolve) => {
+        const c = net.connect(port, '127.0.0.1');
+        c.on('data', () => resolve('data'));
+        c.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+        c.on('close', () => resolve('closed'));
+        setTimeout(() => resolve('still open'), 3000);
+      });
+      assert.match(outcome, /^(closed|ECONNRESET)$/);
+    } finally {
+      proxy.handle({ op: 'sync', bindings: [], activate: true });
     }
   });
 }

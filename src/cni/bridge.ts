@@ -26,6 +26,11 @@ interface BridgeConf {
   hairpinMode: boolean;
   promiscMode: boolean;
   mtu?: number;
+  /** Access VLAN of the container's port (0: none). */
+  vlan: number;
+  /** Tagged VLANs of the container's port (a trunk). */
+  trunk: number[];
+  preserveDefaultVlan: boolean;
 }
 
 function parseConf(a: CniArgs): BridgeConf {
@@ -35,7 +40,27 @@ function parseConf(a: CniArgs): BridgeConf {
     if (typeof c[k] !== 'boolean') throw new CniError(CNI_ERR.INVALID_CONFIG, `"${k}" must be true or false`);
     return c[k] as boolean;
   };
-  if (c.vlan !== undefined && c.vlan !== 0) throw new CniError(CNI_ERR.UNSUPPORTED_FIELD, '"vlan" is not supported by tsnet-bridge yet');
+  const vid = (v: unknown, what: string) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 4094) throw new CniError(CNI_ERR.INVALID_CONFIG, `${what} must be an integer from 0 to 4094 (got ${JSON.stringify(v)})`);
+    return v;
+  };
+  const vlan = c.vlan === undefined ? 0 : vid(c.vlan, '"vlan"');
+  const trunk: number[] = [];
+  if (c.vlanTrunk !== undefined) {
+    if (!Array.isArray(c.vlanTrunk)) throw new CniError(CNI_ERR.INVALID_CONFIG, '"vlanTrunk" must be a list of {id} or {minID, maxID}');
+    for (const t of c.vlanTrunk as Array<Record<string, unknown>>) {
+      if (t?.id !== undefined) trunk.push(vid(t.id, 'vlanTrunk id'));
+      else if (t?.minID !== undefined && t?.maxID !== undefined) {
+        const [lo, hi] = [vid(t.minID, 'vlanTrunk minID'), vid(t.maxID, 'vlanTrunk maxID')];
+        if (lo > hi) throw new CniError(CNI_ERR.INVALID_CONFIG, `vlanTrunk: minID ${lo} is above maxID ${hi}`);
+        for (let v = lo; v <= hi; v++) trunk.push(v);
+      } else throw new CniError(CNI_ERR.INVALID_CONFIG, '"vlanTrunk" entries need "id" or both "minID" and "maxID"');
+    }
+    if (trunk.some((v) => v === 0)) throw new CniError(CNI_ERR.INVALID_CONFIG, 'vlanTrunk ids must be 1 to 4094');
+  }
+  if (vlan && trunk.length) throw new CniError(CNI_ERR.INVALID_CONFIG, 'cannot set "vlan" and "vlanTrunk" at the same time');
+  if (c.hairpinMode === true && c.promiscMode === true) throw new CniError(CNI_ERR.INVALID_CONFIG, 'cannot set hairpinMode and promiscMode at the same time');
+  if (c.preserveDefaultVlan !== undefined && typeof c.preserveDefaultVlan !== 'boolean') throw new CniError(CNI_ERR.INVALID_CONFIG, '"preserveDefaultVlan" must be true or false');
   const bridge = c.bridge === undefined ? 'cni0' : String(c.bridge);
   try {
     validateIfname(bridge, 'bridge');
@@ -52,7 +77,10 @@ function parseConf(a: CniArgs): BridgeConf {
     }
   }
   const isDefaultGateway = bool('isDefaultGateway');
-  return { bridge, isGateway: bool('isGateway') || isDefaultGateway, isDefaultGateway, ipMasq: bool('ipMasq'), hairpinMode: bool('hairpinMode'), promiscMode: bool('promiscMode'), mtu };
+  return {
+    bridge, isGateway: bool('isGateway') || isDefaultGateway, isDefaultGateway, ipMasq: bool('ipMasq'), hairpinMode: bool('hairpinMode'), promiscMode: bool('promiscMode'), mtu,
+    vlan, trunk: [...new Set(trunk)], preserveDefaultVlan: c.preserveDefaultVlan !== false,
+  };
 }
 
 export const hostVethName = (a: CniArgs) => `tsc${attachmentHash(a.containerId, a.ifname).slice(0, 12)}`;
@@ -119,19 +147,22 @@ async function ensureBridge(sys: SystemPorts, c: BridgeConf, gateways: Array<{ a
     if (br && br.kind !== 'bridge') throw new CniError(CNI_ERR.INVALID_CONFIG, `${c.bridge} exists and is not a bridge (${br.kind ?? 'unknown kind'})`);
     if (!br) {
       try {
-        br = await nl.createBridge({ name: c.bridge, mtu: c.mtu, mac: macFromBytes(randomBytes(4)), alias: 'tsnet-cni:bridge' });
+        br = await nl.createBridge({ name: c.bridge, mtu: c.mtu, mac: macFromBytes(randomBytes(4)), alias: 'tsnet-cni:bridge', vlanFiltering: c.vlan !== 0 || c.trunk.length > 0 });
       } catch (err) {
         // A parallel ADD may have made it first.
         br = await nl.getLinkByName(c.bridge);
-        if (!br) throw err;
+        if (!br) throw vlanUnsupported(err, c);
       }
     }
+    if (c.promiscMode) await nl.setPromisc(br.index, true);
     if (c.isGateway) {
-      const have = (await nl.listAddresses()).filter((x) => x.index === br!.index);
+      // With a VLAN the gateway lives on "<bridge>.<vlan>", an access port of that VLAN (as the reference plugin does).
+      const gw = c.vlan ? await ensureVlanGateway(sys, nl, br, c) : br;
+      const have = (await nl.listAddresses()).filter((x) => x.index === gw.index);
       for (const g of gateways) {
         if (have.some((x) => x.address === g.address)) continue;
         try {
-          await nl.addAddress(br.index, g.family, g.address, g.prefixLen);
+          await nl.addAddress(gw.index, g.family, g.address, g.prefixLen);
         } catch (err) {
           if ((err as { errno?: string }).errno !== 'EEXIST') throw err;
         }
@@ -141,6 +172,52 @@ async function ensureBridge(sys: SystemPorts, c: BridgeConf, gateways: Array<{ a
     return br;
   } finally {
     nl.close();
+  }
+}
+
+/** A kernel without bridge VLAN filtering answers EOPNOTSUPP: say so in the spec's terms. */
+function vlanUnsupported(err: unknown, c: BridgeConf): unknown {
+  const errno = (err as { errno?: string }).errno;
+  if ((c.vlan || c.trunk.length) && (errno === 'EOPNOTSUPP' || errno === 'ENOTSUP')) {
+    return new CniError(CNI_ERR.UNSUPPORTED_FIELD, `"vlan"/"vlanTrunk" need bridge VLAN filtering, which this kernel does not support (CONFIG_BRIDGE_VLAN_FILTERING)`);
+  }
+  return err;
+}
+
+/** Makes a bridge port carry one VLAN: untagged access (PVID) or tagged trunk VLANs. */
+async function setPortVlans(nl: ReturnType<SystemPorts['netlink']>, port: number, c: BridgeConf): Promise<void> {
+  if (!c.vlan && !c.trunk.length) return;
+  try {
+    if (!c.preserveDefaultVlan) await nl.bridgeVlan(port, 'del', 1).catch(() => undefined); // the kernel's default PVID
+    if (c.vlan) await nl.bridgeVlan(port, 'add', c.vlan, { pvid: true, untagged: true });
+    for (const v of c.trunk) await nl.bridgeVlan(port, 'add', v);
+  } catch (err) {
+    throw vlanUnsupported(err, c);
+  }
+}
+
+/** The gateway interface of a VLAN: a veth whose one end is an access port of the VLAN on the bridge. */
+async function ensureVlanGateway(sys: SystemPorts, nl: ReturnType<SystemPorts['netlink']>, br: LinkInfo, c: BridgeConf): Promise<LinkInfo> {
+  const name = `${c.bridge}.${c.vlan}`;
+  if (name.length > 15) throw new CniError(CNI_ERR.INVALID_CONFIG, `the VLAN gateway interface name ${name} is longer than 15 bytes: use a shorter bridge name`);
+  const existing = await nl.getLinkByName(name);
+  if (existing) return existing;
+  const self = sys.netns.open('/proc/self/ns/net');
+  try {
+    const port = await nl.createVeth({ name: `tsg${attachmentHash(c.bridge, String(c.vlan)).slice(0, 12)}`, peerName: name, peerNetnsFd: self, mtu: c.mtu ?? br.mtu, master: br.index, alias: 'tsnet-cni:bridge' });
+    await setPortVlans(nl, port.index, { ...c, trunk: [] });
+    await nl.setLinkUp(port.index);
+    const gw = await nl.getLinkByName(name);
+    if (!gw) throw new CniError(CNI_ERR.IO_FAILURE, `${name} did not appear`);
+    await nl.setLinkUp(gw.index);
+    return gw;
+  } catch (err) {
+    // A parallel ADD may have made it first.
+    const raced = await nl.getLinkByName(name);
+    if (raced) return raced;
+    throw err;
+  } finally {
+    sys.netns.close(self);
   }
 }
 
@@ -181,6 +258,7 @@ export function bridgePlugin(sys: SystemPorts): CniPlugin {
           if (stale) await host.deleteLink(stale.index);
           veth = await host.createVeth({ name: hostVethName(a), peerName: a.ifname, peerNetnsFd: fd, mtu: c.mtu ?? br.mtu, master: br.index, alias: aliasOf(a) });
           if (c.hairpinMode) await host.setBridgePort(veth.index, { hairpin: true });
+          await setPortVlans(host, veth.index, c);
           await host.setLinkUp(veth.index);
           const inner = sys.netlink(fd);
           try {

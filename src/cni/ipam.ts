@@ -45,6 +45,10 @@ export function parseIpamConf(raw: unknown): { sets: Range[][]; conf: IpamConf }
   const conf = raw as IpamConf;
   const unknown = Object.keys(conf).filter((k) => !IPAM_KEYS.has(k));
   if (unknown.length) throw new CniError(CNI_ERR.UNSUPPORTED_FIELD, `unsupported ipam field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}`);
+  // A relative path would depend on the working directory of whichever process runs the call.
+  if (conf.dataDir !== undefined && (typeof conf.dataDir !== 'string' || !conf.dataDir.startsWith('/'))) {
+    throw new CniError(CNI_ERR.INVALID_CONFIG, `ipam "dataDir" must be an absolute path (got ${JSON.stringify(conf.dataDir)})`);
+  }
   const setsConf: RangeConf[][] = conf.ranges ?? (conf.subnet ? [[{ subnet: conf.subnet, rangeStart: conf.rangeStart, rangeEnd: conf.rangeEnd, gateway: conf.gateway }]] : []);
   if (!Array.isArray(setsConf) || !setsConf.length) throw new CniError(CNI_ERR.INVALID_CONFIG, 'ipam needs "ranges" (or "subnet")');
   const sets = setsConf.map((set, i) => {

@@ -46,6 +46,8 @@ export interface VethSpec {
 export interface BridgeSpec {
   name: string;
   mtu?: number;
+  /** 802.1Q filtering on the bridge (ports then carry only their VLANs). */
+  vlanFiltering?: boolean;
   alias?: string;
   mac?: string;
 }
@@ -61,6 +63,9 @@ export interface NetlinkHandle {
   setLinkName(index: number, name: string): Promise<void>;
   setMtu(index: number, mtu: number): Promise<void>;
   setBridgePort(index: number, opts: { isolated?: boolean; hairpin?: boolean }): Promise<void>;
+  setPromisc(index: number, on: boolean): Promise<void>;
+  /** Adds or removes a VLAN on a bridge port (PVID/untagged: an access port of that VLAN). */
+  bridgeVlan(index: number, op: 'add' | 'del', vid: number, opts?: { pvid?: boolean; untagged?: boolean }): Promise<void>;
   /** Deletes the link; returns false when it did not exist. */
   deleteLink(index: number): Promise<boolean>;
   addAddress(index: number, family: Family, address: string, prefixLen: number): Promise<void>;

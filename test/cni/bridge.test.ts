@@ -98,11 +98,73 @@ test('tsnet-bridge: a failed ADD rolls back; bad configurations get the spec\'s 
     assert.deepEqual(w.ipamFiles(), [], 'the address went back');
     assert.doesNotMatch(w.inHost('ip', '-o', 'link').stdout, /tsc[0-9a-f]{12}/, 'no veth left');
     assert.doesNotMatch(w.inHost('iptables-save', '-t', 'nat').stdout, /tsnet-cni:net1:/, 'no rule left');
-    for (const [extra, code] of [[{ frob: 1 }, 2], [{ vlan: 100 }, 2], [{ mtu: 10 }, 7], [{ bridge: 'a-name-that-is-too-long' }, 7], [{ ipam: undefined }, 7]] as const) {
+    for (const [extra, code] of [[{ frob: 1 }, 2], [{ vlan: 5000 }, 7], [{ vlan: 10, vlanTrunk: [{ id: 11 }] }, 7], [{ vlanTrunk: [{ minID: 9, maxID: 3 }] }, 7], [{ hairpinMode: true, promiscMode: true }, 7], [{ mtu: 10 }, 7], [{ bridge: 'a-name-that-is-too-long' }, 7], [{ ipam: undefined }, 7]] as const) {
       const x = w.call('ADD', 'c9', c, w.conf(extra as Record<string, unknown>));
       assert.equal(x.out?.code, code, `${JSON.stringify(extra)}: ${x.raw}`);
     }
     assert.equal(w.call('ADD', 'c9', 'tsnet-no-such-ns', w.conf()).out?.code, 3);
+  } finally {
+    w.done();
+  }
+});
+
+/** Whether this kernel has bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING), tried in a throwaway namespace. */
+function kernelHasBridgeVlans(): boolean {
+  const n = `tsnet-t-vlan-${randomBytes(3).toString('hex')}`;
+  spawnSync('ip', ['netns', 'add', n]);
+  try {
+    return spawnSync('ip', ['-n', n, 'link', 'add', 'brv', 'type', 'bridge', 'vlan_filtering', '1']).status === 0;
+  } finally {
+    spawnSync('ip', ['netns', 'del', n]);
+  }
+}
+
+test('tsnet-bridge VLANs: access ports of one VLAN reach each other and their gateway, another VLAN is cut off; trunk (or, without kernel support, a clear refusal that leaves nothing)', { skip }, () => {
+  const w = world();
+  try {
+    const [c1, c2, c3, c4] = [w.container(), w.container(), w.container(), w.container()];
+    const v = (vlan: number, subnet: string, extra: Record<string, unknown> = {}) =>
+      JSON.stringify({ ...JSON.parse(w.conf({ bridge: 'cniv0', vlan, preserveDefaultVlan: false, ...extra })), name: `vlan${vlan}`, ipam: { type: 'tsnet-ipam', ranges: [[{ subnet }]], dataDir: JSON.parse(w.conf()).ipam.dataDir } });
+    if (!kernelHasBridgeVlans()) {
+      const r = w.call('ADD', 'c1', c1, v(10, '10.60.0.0/24'));
+      assert.equal(r.out?.code, 2, r.raw);
+      assert.match(r.out.msg, /VLAN filtering.*kernel/);
+      assert.doesNotMatch(w.inHost('ip', '-o', 'link').stdout, /cniv0|tsc[0-9a-f]{12}/, 'nothing left');
+      assert.doesNotMatch(w.inHost('iptables-save', '-t', 'nat').stdout, /tsnet-cni:vlan10:/);
+      const leased = join(JSON.parse(w.conf()).ipam.dataDir, 'vlan10');
+      assert.deepEqual(existsSync(leased) ? readdirSync(leased).filter((f) => /^\d/.test(f)) : [], [], 'the address went back');
+      return;
+    }
+    for (const [cid, ns, conf] of [['c1', c1, v(10, '10.60.0.0/24')], ['c2', c2, v(10, '10.60.0.0/24')], ['c3', c3, v(20, '10.60.0.0/24', { isGateway: false, isDefaultGateway: false, ipMasq: false })]] as const) {
+      const r = w.call('ADD', cid, ns, conf);
+      assert.equal(r.code, 0, r.raw);
+    }
+    // c3 took an address from its own network's pool; put it where it would clash if VLANs leaked.
+    spawnSync('ip', ['-n', c3, 'addr', 'flush', 'dev', 'eth0']);
+    spawnSync('ip', ['-n', c3, 'addr', 'add', '10.60.0.50/24', 'dev', 'eth0']);
+    const ping = (ns: string, ip: string) => spawnSync('ip', ['netns', 'exec', ns, 'ping', '-c1', '-W1', ip]).status === 0;
+    assert.ok(ping(c1, '10.60.0.3'), 'same VLAN: c1 reaches c2');
+    assert.ok(ping(c1, '10.60.0.1'), 'the gateway on cniv0.10 answers');
+    assert.ok(!ping(c3, '10.60.0.2'), 'VLAN 20 does not reach VLAN 10');
+    assert.match(w.inHost('ip', '-o', 'addr', 'show', 'cniv0.10').stdout, /10\.60\.0\.1\/24/);
+    type Vl = Array<{ ifname: string; vlans: Array<{ vlan: number; flags?: string[] }> }>;
+    const port = (JSON.parse(w.inHost('bridge', '-j', 'vlan', 'show').stdout) as Vl).find((p) => p.ifname.startsWith('tsc') && p.vlans.some((x) => x.vlan === 20));
+    assert.deepEqual(port?.vlans.map((x) => [x.vlan, x.flags ?? []]), [[20, ['PVID', 'Egress Untagged']]], 'access port, default VLAN removed');
+    const t = w.call('ADD', 'c4', c4, JSON.stringify({ ...JSON.parse(w.conf({ bridge: 'cnit0', vlanTrunk: [{ id: 30 }, { minID: 40, maxID: 41 }], isGateway: false, isDefaultGateway: false, ipMasq: false })), name: 'trunk', ipam: { type: 'tsnet-ipam', ranges: [[{ subnet: '10.61.0.0/24' }]], dataDir: JSON.parse(w.conf()).ipam.dataDir } }));
+    assert.equal(t.code, 0, t.raw);
+    const trunk = (JSON.parse(w.inHost('bridge', '-j', 'vlan', 'show').stdout) as Vl).find((p) => p.vlans.some((x) => x.vlan === 30));
+    assert.deepEqual(trunk?.vlans.map((x) => x.vlan), [1, 30, 40, 41]);
+  } finally {
+    w.done();
+  }
+});
+
+test('tsnet-bridge promiscMode sets the bridge promiscuous', { skip }, () => {
+  const w = world();
+  try {
+    const r = w.call('ADD', 'c1', w.container(), w.conf({ bridge: 'cnip0', promiscMode: true }));
+    assert.equal(r.code, 0, r.raw);
+    assert.match(w.inHost('ip', 'link', 'show', 'cnip0').stdout, /PROMISC/);
   } finally {
     w.done();
   }

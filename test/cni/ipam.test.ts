@@ -101,6 +101,7 @@ test('tsnet-ipam: bad configurations get the spec\'s codes', { skip }, () => {
       ['rangeStart outside the subnet', confOf(data, { ranges: [[{ subnet: '10.0.0.0/24', rangeStart: '10.0.1.5' }]] }), 7],
       ['bad subnet', confOf(data, { ranges: [[{ subnet: '10.0.0.0/33' }]] }), 7],
       ['empty ranges', confOf(data, { ranges: [] }), 7],
+      ['relative dataDir', confOf(data, { dataDir: 'var/lib/cni' }), 7],
       ['exhausted', confOf(data, { ranges: [[{ subnet: '10.9.9.0/30' }]] }), 0],
     ];
     for (const [what, conf, code] of cases) {

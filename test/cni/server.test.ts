@@ -62,7 +62,9 @@ test('CNI server: started by the first call, serves the next, refuses other user
     assert.deepEqual(servers(), [], 'TSNET_CNI_SERVER=0: no server');
 
     assert.equal(call({ CNI_COMMAND: 'VERSION' }).status, 0);
-    assert.ok(await waitFor(() => servers().length === 1), 'the first call started one server');
+    // Listening (its abstract socket is in this namespace's table), not only started.
+    const listening = () => spawnSync('nsenter', [`--net=${ns.path}`, '--', 'cat', '/proc/net/unix'], { encoding: 'utf8' }).stdout.includes('@tsnet-cni/');
+    assert.ok(await waitFor(() => servers().length === 1 && listening()), 'the first call started one server');
     const [pid] = servers();
     const add = call({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'c1', CNI_NETNS: container.path, CNI_IFNAME: 'lo' }, conf);
     assert.equal(add.status, 0, add.stdout + add.stderr);
@@ -82,7 +84,7 @@ test('CNI server: started by the first call, serves the next, refuses other user
     await waitFor(() => servers().length === 0);
     const again = call({ CNI_COMMAND: 'CHECK', CNI_CONTAINERID: 'c1', CNI_NETNS: container.path, CNI_IFNAME: 'lo' }, conf);
     assert.equal(again.status, 0, 'the call after a dead server runs directly');
-    assert.ok(await waitFor(() => servers().length === 1), 'and a new server starts');
+    assert.ok(await waitFor(() => servers().length === 1 && listening()), 'and a new server starts');
   } finally {
     ns.done();
     container.done();

@@ -111,6 +111,12 @@ export class FakeKernel implements SystemPorts {
       async setBridgePort(index: number) {
         find(index);
       },
+      async setPromisc(index: number) {
+        find(index);
+      },
+      async bridgeVlan(index: number) {
+        find(index);
+      },
       async deleteLink(index: number) {
         if (!ns.links.has(index)) return false;
         ns.remove(index);

@@ -7,6 +7,8 @@ import { SyscallError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import {
   AF_BRIDGE, IFLA, IFLA_BRPORT, IFLA_INFO, attr, attrMac, attrNested, attrString, attrU32, attrU8, ifinfomsg, linkKind, linkinfoBridge, linkinfoVeth, parseAttrs,
+  afSpecVlan,
+  BRIDGE_VLAN_INFO,
 } from './nlattr.js';
 import { nativeAddon } from './addon.js';
 import { bufferToIp, formatIp, ipToBuffer, parseIp } from '../../ipam/addr.js';
@@ -17,6 +19,7 @@ const NLM_F = { REPLACE: 0x100, EXCL: 0x200, CREATE: 0x400, DUMP: 0x300 } as con
 const RTEXT_FILTER_SKIP_STATS = 1 << 3;
 const AF = { 4: 2, 6: 10 } as const;
 const IFF_UP = 1;
+const IFF_PROMISC = 0x100;
 const RT_TABLE_MAIN = 254;
 
 /** netlink 0.3.0 reports "Request rejected: EEXIST" with no errno field: recover the name. */
@@ -114,7 +117,7 @@ export class RealNetlink implements NetlinkHandle {
   }
 
   async createBridge(spec: BridgeSpec): Promise<LinkInfo> {
-    const attrs = [attrString(IFLA.IFNAME, spec.name), linkinfoBridge()];
+    const attrs = [attrString(IFLA.IFNAME, spec.name), linkinfoBridge({ vlanFiltering: spec.vlanFiltering })];
     if (spec.mtu) attrs.push(attrU32(IFLA.MTU, spec.mtu));
     if (spec.mac) attrs.push(attrMac(IFLA.ADDRESS, spec.mac));
     await this.raw(`create bridge ${spec.name}`, MSG.NEWLINK, [ifinfomsg(), ...attrs], NLM_F.CREATE | NLM_F.EXCL);
@@ -157,6 +160,15 @@ export class RealNetlink implements NetlinkHandle {
     if (opts.hairpin !== undefined) brport.push(attrU8(IFLA_BRPORT.MODE, opts.hairpin ? 1 : 0));
     if (!brport.length) return;
     await this.raw(`set bridge port ${index}`, MSG.SETLINK, [ifinfomsg({ family: AF_BRIDGE, index }), attrNested(IFLA.PROTINFO, brport)]);
+  }
+
+  async setPromisc(index: number, on: boolean): Promise<void> {
+    await this.raw(`set promisc ${index} ${on ? 'on' : 'off'}`, MSG.NEWLINK, [ifinfomsg({ index, flags: on ? IFF_PROMISC : 0, change: IFF_PROMISC })]);
+  }
+
+  async bridgeVlan(index: number, op: 'add' | 'del', vid: number, opts: { pvid?: boolean; untagged?: boolean } = {}): Promise<void> {
+    const flags = (opts.pvid ? BRIDGE_VLAN_INFO.PVID : 0) | (opts.untagged ? BRIDGE_VLAN_INFO.UNTAGGED : 0);
+    await this.raw(`${op} vlan ${vid} on ${index}`, op === 'add' ? MSG.SETLINK : MSG.DELLINK, [ifinfomsg({ family: AF_BRIDGE, index }), afSpecVlan(vid, flags)]);
   }
 
   async deleteLink(index: number): Promise<boolean> {

@@ -14,10 +14,14 @@ export const IFLA = {
   IFALIAS: 20,
   NET_NS_FD: 28,
   EXT_MASK: 29,
+  AF_SPEC: 26,
 } as const;
 export const IFLA_INFO = { KIND: 1, DATA: 2 } as const;
 export const VETH_INFO_PEER = 1;
 export const IFLA_BRPORT = { MODE: 4, ISOLATED: 33 } as const;
+export const IFLA_BR_VLAN_FILTERING = 7;
+export const IFLA_BRIDGE_VLAN_INFO = 2;
+export const BRIDGE_VLAN_INFO = { PVID: 2, UNTAGGED: 4 } as const;
 export const AF_UNSPEC = 0;
 export const AF_BRIDGE = 7;
 
@@ -72,8 +76,18 @@ export function linkKind(linkinfo: Buffer | undefined): string | undefined {
   return kind ? kind.toString('utf8').replace(/\0+$/, '') : undefined;
 }
 
-export function linkinfoBridge(): Buffer {
-  return attrNested(IFLA.LINKINFO, [attrString(IFLA_INFO.KIND, 'bridge')]);
+export function linkinfoBridge(opts: { vlanFiltering?: boolean } = {}): Buffer {
+  const parts = [attrString(IFLA_INFO.KIND, 'bridge')];
+  if (opts.vlanFiltering) parts.push(attrNested(IFLA_INFO.DATA, [attrU8(IFLA_BR_VLAN_FILTERING, 1)]));
+  return attrNested(IFLA.LINKINFO, parts);
+}
+
+/** IFLA_AF_SPEC with one struct bridge_vlan_info { u16 flags; u16 vid; }. */
+export function afSpecVlan(vid: number, flags: number): Buffer {
+  const info = Buffer.alloc(4);
+  info.writeUInt16LE(flags, 0);
+  info.writeUInt16LE(vid, 2);
+  return attrNested(IFLA.AF_SPEC, [attr(IFLA_BRIDGE_VLAN_INFO, info)]);
 }
 
 export function linkinfoVeth(peer: { name: string; netnsFd: number; mtu?: number; mac?: string }): Buffer {

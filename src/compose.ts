@@ -1,8 +1,7 @@
 // The only place that builds the object graph. Entry points call compose() with
 // their settings and get a controller; nothing else holds sockets or state.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { delimiter, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from './log.js';
 import type { SystemPorts } from './system/ports.js';
 import { createRealSystem } from './system/real/index.js';
@@ -48,9 +47,9 @@ function parseSweep(v: string | undefined): number | undefined {
   return Number(v);
 }
 
-export function onPath(cmd: string, env: NodeJS.ProcessEnv = process.env): boolean {
-  return (env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter).some((d) => d && existsSync(join(d, cmd)));
-}
+import { onPath } from './system/real/exec.js';
+
+export { onPath };
 
 export function chooseFirewall(choice: FirewallChoice, sys: SystemPorts, log: Logger, runDir: string): FirewallBackend {
   const fwLog = log.child({ component: 'firewall' });

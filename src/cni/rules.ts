@@ -55,7 +55,7 @@ export async function applyTagged(exec: ExecRunner, table: 'nat' | 'filter', cha
 export function tagged(tag: string, gc?: { prefix: string; keep: Set<string> }): (rule: string) => boolean {
   if (!gc) return (r) => r.includes(`"${tag}"`);
   return (r) => {
-    const m = /--comment "([^"]+)"/.exec(r);
+    const m = /comment "([^"]+)"/.exec(r); // iptables (--comment) and nft (comment) alike
     return Boolean(m && m[1]!.startsWith(gc.prefix) && !gc.keep.has(m[1]!));
   };
 }

@@ -211,3 +211,41 @@ test('a bridge + portmap chain, as a conflist runs it: published port from the h
     w.done();
   }
 });
+
+test('tsnet-portmap with backend nftables: published ports through the host and 127.0.0.1, CHECK, DEL and GC in the inet tsnet_cni table', { skip: skip || skipReason('nft') }, async () => {
+  const w = world();
+  try {
+    const [c1, c2] = [w.container(), w.container()];
+    const br = w.call('ADD', 'c1', c1, w.conf());
+    assert.equal(br.code, 0, br.raw);
+    const pm = (prevResult: unknown, extra: Record<string, unknown> = {}) =>
+      JSON.stringify({ cniVersion: '1.1.0', name: 'net1', type: 'tsnet-portmap', backend: 'nftables', runtimeConfig: { portMappings: [{ hostPort: 8082, containerPort: 80, protocol: 'tcp' }, { hostPort: 5355, containerPort: 53, protocol: 'udp' }] }, prevResult, ...extra });
+    const add = w.call('ADD', 'c1', c1, pm(br.out), 'tsnet-portmap');
+    assert.equal(add.code, 0, add.raw);
+    const table = () => w.inHost('nft', 'list', 'table', 'inet', 'tsnet_cni').stdout;
+    assert.match(table(), /fib daddr type local tcp dport 8082 dnat ip to 10\.88\.0\.2:80/);
+    assert.doesNotMatch(w.inHost('iptables-save', '-t', 'nat').stdout, /8082/, 'nothing in iptables');
+    assert.equal(w.call('CHECK', 'c1', c1, pm(br.out), 'tsnet-portmap').code, 0);
+    const servers = [await startServer(`/run/netns/${c1}`, 'tcp', [80]), await startServer(`/run/netns/${c1}`, 'udp', [53])];
+    try {
+      assert.equal(request(`/run/netns/${w.host}`, 'tcp', '127.0.0.1', 8082), '10.88.0.1 80', 'through 127.0.0.1');
+      assert.equal(request(`/run/netns/${w.host}`, 'udp', '10.88.0.1', 5355), '10.88.0.1 53', 'UDP through a host address');
+      w.call('ADD', 'c2', c2, w.conf());
+      assert.equal(request(`/run/netns/${c2}`, 'tcp', '10.88.0.1', 8082), '10.88.0.3 80', 'another container keeps its source');
+    } finally {
+      for (const x of servers) x.kill();
+    }
+    assert.equal(w.call('DEL', 'c1', c1, pm(br.out), 'tsnet-portmap').code, 0);
+    assert.equal(w.call('DEL', 'c1', c1, pm(br.out), 'tsnet-portmap').code, 0, 'DEL twice');
+    assert.doesNotMatch(table(), /tsnet-pm:/, 'DEL removed every rule of the attachment');
+    assert.equal(w.call('CHECK', 'c1', c1, pm(br.out), 'tsnet-portmap').out?.code, 102, 'CHECK notices the missing rules');
+    w.call('ADD', 'c1', c1, pm(br.out), 'tsnet-portmap');
+    const gc = JSON.stringify({ cniVersion: '1.1.0', name: 'net1', type: 'tsnet-portmap', backend: 'nftables', 'cni.dev/valid-attachments': [] });
+    assert.equal(w.call('GC', '', undefined, gc, 'tsnet-portmap').code, 0);
+    assert.doesNotMatch(table(), /tsnet-pm:net1:/, 'GC removed the rules of attachments that are gone');
+    assert.equal(w.call('ADD', 'c1', c1, pm(br.out, { backend: 'pf' }), 'tsnet-portmap').out?.code, 7, 'an unknown backend');
+    assert.equal(w.call('ADD', 'c1', c1, pm(br.out, { conditionsV4: ['-s', '192.0.2.0/24'] }), 'tsnet-portmap').out?.code, 2, 'conditions are refused, not ignored');
+  } finally {
+    w.done();
+  }
+});

@@ -1,4 +1,6 @@
 // The one place tsnet runs external programs (iptables-restore, nft, ...).
+import { delimiter, join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import type { ExecResult, ExecRunner } from '../ports.js';
 import { CommandError, SyscallError } from '../../errors.js';
@@ -40,4 +42,9 @@ function packageOf(cmd: string): string {
   if (cmd === 'nft') return 'nftables';
   if (cmd === 'ip' || cmd === 'bridge') return 'iproute2';
   return cmd;
+}
+
+/** Whether a command is found on PATH (the given environment's, or the process's). */
+export function onPath(cmd: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  return (env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter).some((d) => d && existsSync(join(d, cmd)));
 }

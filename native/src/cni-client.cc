@@ -169,6 +169,13 @@ int main() {
     RunDirect(node, pluginBundle, input);
   }
 
+  // A wedged server must not hang the orchestrator: past this, the call runs here.
+  const char* t = getenv("TSNET_CNI_TIMEOUT");
+  struct timeval tv = {t ? atol(t) : 120, 0};
+  if (tv.tv_sec <= 0) tv.tv_sec = 120;
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+
   // Request: "TSC1", plugin, environment entries, stdin.
   std::string req = "TSC1";
   PutBytes(req, plugin);

@@ -14,6 +14,7 @@ import { CNI_ERR, type CniResult } from './spec.js';
 import { ipamPlugin } from './ipam.js';
 import { applyTagged, attachmentHash, ruleTag, tagged } from './rules.js';
 import { ensureSysctl } from '../../drivers/common.js';
+import { onPath } from '../system/real/exec.js';
 
 const KEYS = ['bridge', 'isGateway', 'isDefaultGateway', 'forceAddress', 'ipMasq', 'hairpinMode', 'promiscMode', 'mtu', 'ipam', 'vlan', 'macspoofchk', 'enabledad', 'preserveDefaultVlan', 'vlanTrunk'];
 const MASQ_CHAIN = 'TSNET-CNI-MASQ';
@@ -90,7 +91,7 @@ const masqCommentOf = (network: string, containerId: string, ifname: string) => 
 const masqComment = (a: CniArgs) => masqCommentOf(a.conf.name, a.containerId, a.ifname);
 
 /** Delegates to the IPAM plugin: in-process for tsnet-ipam, the binary from CNI_PATH otherwise. */
-async function ipam(sys: SystemPorts, a: CniArgs, command: 'ADD' | 'DEL' | 'CHECK' | 'GC'): Promise<CniResult | undefined> {
+async function ipam(sys: SystemPorts, a: CniArgs, command: 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS'): Promise<CniResult | undefined> {
   const type = (a.conf.ipam as { type?: string } | undefined)?.type;
   if (!type) throw new CniError(CNI_ERR.INVALID_CONFIG, 'tsnet-bridge needs an "ipam" section with a "type"');
   if (type === 'tsnet-ipam') {
@@ -98,6 +99,7 @@ async function ipam(sys: SystemPorts, a: CniArgs, command: 'ADD' | 'DEL' | 'CHEC
     if (command === 'ADD') return p.add(a);
     if (command === 'DEL') await p.del(a);
     else if (command === 'CHECK') await p.check(a);
+    else if (command === 'STATUS') await p.status?.(a);
     else await p.gc?.(a);
     return undefined;
   }
@@ -368,6 +370,13 @@ export function bridgePlugin(sys: SystemPorts): CniPlugin {
         nl.close();
       }
     },
-    async status(): Promise<void> {},
+    async status(a: CniArgs): Promise<void> {
+      parseConf(a);
+      // Masquerade needs iptables; the IPAM plugin answers for itself (its own code, 50 or 51).
+      if ((a.conf as { ipMasq?: boolean }).ipMasq && !onPath('iptables-restore', a.env)) {
+        throw new CniError(CNI_ERR.NOT_AVAILABLE, 'ipMasq needs iptables-restore, which is not on PATH');
+      }
+      await ipam(sys, a, 'STATUS');
+    },
   };
 }

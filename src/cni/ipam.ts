@@ -3,7 +3,7 @@
 // dataDir/NETWORK, named by the address and holding "containerID\nifname", a
 // last_reserved_ip.N per range set, all under an flock). Unlike host-local it
 // implements GC, so addresses of attachments that no longer exist are freed.
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, unlinkSync, writeFileSync, constants as fsc } from 'node:fs';
+import { accessSync, closeSync, mkdirSync, openSync, readFileSync, readdirSync, unlinkSync, writeFileSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
 import { nativeAddon } from '../system/real/addon.js';
 import { cidrContains, cidrLast, formatIp, parseCidr, parseIp, type Cidr } from '../ipam/addr.js';
@@ -81,8 +81,22 @@ export function parseIpamConf(raw: unknown): { sets: Range[][]; conf: IpamConf }
   return { sets, conf };
 }
 
+/** mkdir -p, one component at a time: Node's recursive mkdir loops forever where a
+ * filesystem answers ENOENT under an existing directory (/proc does). */
+function ensureDir(dir: string): void {
+  let path = '';
+  for (const part of dir.split('/').filter(Boolean)) {
+    path += `/${part}`;
+    try {
+      mkdirSync(path, { mode: 0o755 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+}
+
 function withLock<T>(dir: string, fn: () => T): T {
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  ensureDir(dir);
   const fd = openSync(join(dir, 'lock'), fsc.O_CREAT | fsc.O_RDWR, 0o644);
   try {
     nativeAddon().flock(fd, 'ex');
@@ -225,6 +239,15 @@ export function ipamPlugin(): CniPlugin {
         }
       });
     },
-    async status(): Promise<void> {},
+    async status(a: CniArgs): Promise<void> {
+      // Ready when the configuration is valid and the network's directory can be written.
+      const dir = dirOf(a, parseIpamConf(a.conf.ipam).conf);
+      try {
+        ensureDir(dir);
+        accessSync(dir, fsc.W_OK);
+      } catch (err) {
+        throw new CniError(CNI_ERR.NOT_AVAILABLE, `tsnet-ipam cannot write its data directory ${dir}: ${(err as Error).message}`);
+      }
+    },
   };
 }

@@ -229,6 +229,10 @@ export function portmapPlugin(sys: SystemPorts): CniPlugin {
       const keep = new Set(list.map((x) => ruleTag('tsnet-pm', a.conf.name, String(x.containerID), String(x.ifname))));
       await removeAll(a, tagged('', { prefix: `tsnet-pm:${a.conf.name}:`, keep }));
     },
-    async status(): Promise<void> {},
+    async status(a: CniArgs): Promise<void> {
+      const backend = backendOf(sys, a);
+      const tool = backend === 'nftables' ? 'nft' : 'iptables-restore';
+      if (!onPath(tool, a.env)) throw new CniError(CNI_ERR.NOT_AVAILABLE, `backend ${backend} needs ${tool}, which is not on PATH`);
+    },
   };
 }

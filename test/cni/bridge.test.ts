@@ -33,8 +33,8 @@ function world() {
       cniVersion: '1.1.0', name: 'net1', type: 'tsnet-bridge', bridge: 'cni0', isGateway: true, isDefaultGateway: true, ipMasq: true,
       ipam: { type: 'tsnet-ipam', ranges: [[{ subnet: '10.88.0.0/16' }]], dataDir: join(dir, 'ipam') }, ...extra,
     });
-  const call = (cmd: string, cid: string, netns: string | undefined, stdin: string, plugin = 'tsnet-bridge') => {
-    const env: Record<string, string> = { PATH: process.env.PATH ?? '', NODE_EXTRA_CA_CERTS: '', CNI_COMMAND: cmd, CNI_CONTAINERID: cid, CNI_IFNAME: 'eth0', CNI_PATH: bin };
+  const call = (cmd: string, cid: string, netns: string | undefined, stdin: string, plugin = 'tsnet-bridge', extraEnv: Record<string, string> = {}) => {
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '', NODE_EXTRA_CA_CERTS: '', CNI_COMMAND: cmd, CNI_CONTAINERID: cid, CNI_IFNAME: 'eth0', CNI_PATH: bin, ...extraEnv };
     if (netns) env.CNI_NETNS = `/run/netns/${netns}`;
     const res = spawnSync('nsenter', [`--net=/run/netns/${host}`, '--', join(bin, plugin)], { input: stdin, encoding: 'utf8', env });
     return { code: res.status, out: res.stdout.trim() ? JSON.parse(res.stdout) : undefined, raw: res.stdout + res.stderr };
@@ -103,6 +103,14 @@ test('tsnet-bridge: a failed ADD rolls back; bad configurations get the spec\'s 
       assert.equal(x.out?.code, code, `${JSON.stringify(extra)}: ${x.raw}`);
     }
     assert.equal(w.call('ADD', 'c9', 'tsnet-no-such-ns', w.conf()).out?.code, 3);
+    // STATUS: ready, or 50 with the reason.
+    assert.equal(w.call('STATUS', '', undefined, w.conf()).code, 0);
+    const noDir = w.call('STATUS', '', undefined, w.conf({ ipam: { type: 'tsnet-ipam', ranges: [[{ subnet: '10.88.0.0/16' }]], dataDir: '/proc/tsnet-cannot-exist' } }));
+    assert.equal(noDir.out?.code, 50, noDir.raw);
+    const pmStatus = (backend: string, path: string) =>
+      w.call('STATUS', '', undefined, JSON.stringify({ cniVersion: '1.1.0', name: 'net1', type: 'tsnet-portmap', backend }), 'tsnet-portmap', { PATH: path });
+    assert.equal(pmStatus('nftables', process.env.PATH ?? '').code, 0);
+    assert.equal(pmStatus('nftables', '/usr/bin').out?.code, 50, 'no nft on PATH (nft lives in /usr/sbin)');
   } finally {
     w.done();
   }

@@ -3,7 +3,7 @@
 // server that dies or refuses a caller costs speed, never a result.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,7 +37,7 @@ test('CNI server: started by the first call, serves the next, refuses other user
   try {
     assert.equal(spawnSync(process.execPath, [join(REPO, 'bin', 'tsnet.js'), 'cni', 'install', '--bin-dir', dir], { encoding: 'utf8' }).status, 0);
     const call = (env: Record<string, string>, stdin = '') =>
-      spawnSync(ns.enter([join(dir, 'tsnet-loopback')])[0]!, ns.enter([join(dir, 'tsnet-loopback')]).slice(1), { input: stdin, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } });
+      spawnSync(ns.enter([join(dir, 'tsnet-loopback')])[0]!, ns.enter([join(dir, 'tsnet-loopback')]).slice(1), { input: stdin, encoding: 'utf8', timeout: 30_000, env: { PATH: process.env.PATH ?? '', ...env } });
     const nsIno = statSync(ns.path).ino;
     const servers = () =>
       readdirSync('/proc')
@@ -82,6 +82,21 @@ test('CNI server: started by the first call, serves the next, refuses other user
 
     process.kill(pid!, 'SIGKILL');
     await waitFor(() => servers().length === 0);
+
+    // A wedged server (accepts, never answers) under the name the client derives: the call
+    // still completes, by itself, once TSNET_CNI_TIMEOUT has passed.
+    const bundle = statSync(join(REPO, 'dist', 'cni-plugins', 'tsnet-cni-server.bundle.mjs'), { bigint: true });
+    const wedgedName = `tsnet-cni/0/${statSync('/proc/self/ns/mnt').ino}/${bundle.ino}.${bundle.mtimeNs / 1_000_000_000n}.${bundle.mtimeNs % 1_000_000_000n}`;
+    const wedged = spawn('nsenter', [`--net=${ns.path}`, '--', process.execPath, '-e', `require('net').createServer(() => {}).listen(${JSON.stringify('\0' + wedgedName)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise((r) => wedged.stdout!.once('data', r));
+      const t0 = Date.now();
+      const slow = call({ CNI_COMMAND: 'CHECK', CNI_CONTAINERID: 'c1', CNI_NETNS: container.path, CNI_IFNAME: 'lo', TSNET_CNI_TIMEOUT: '1' }, conf);
+      assert.equal(slow.status, 0, slow.stdout + slow.stderr);
+      assert.ok(Date.now() - t0 >= 900, 'it waited for the server first');
+    } finally {
+      wedged.kill('SIGKILL');
+    }
     const again = call({ CNI_COMMAND: 'CHECK', CNI_CONTAINERID: 'c1', CNI_NETNS: container.path, CNI_IFNAME: 'lo' }, conf);
     assert.equal(again.status, 0, 'the call after a dead server runs directly');
     assert.ok(await waitFor(() => servers().length === 1 && listening()), 'and a new server starts');

@@ -77,12 +77,15 @@ export function serveCni(opts: CniServerOptions): Promise<void> {
     const server = createServer({ allowHalfOpen: true }, (sock: Socket) => {
       const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
       if (fd === undefined || fd < 0 || nativeAddon().peerUid(fd) !== uid) {
-        if (process.env.TSNET_CNI_DEBUG) process.stderr.write(`tsnet-cni-server: refused a caller (fd ${fd})\n`);
         sock.destroy();
         return;
       }
       active++;
       if (idle) clearTimeout(idle);
+      // 'close' comes once however the connection ends (a client may die mid-request).
+      sock.once('close', () => {
+        if (--active === 0) armIdle();
+      });
       const chunks: Buffer[] = [];
       sock.on('data', (d: Buffer) => chunks.push(d));
       sock.on('error', () => undefined);
@@ -96,11 +99,8 @@ export function serveCni(opts: CniServerOptions): Promise<void> {
             if (!plugin) built.set(req.plugin, (plugin = make()));
             const { stdout, code } = await runCni(plugin, { env: req.env, stdin: req.stdin });
             sock.end(encodeReply(code, stdout));
-          } catch (err) {
-            if (process.env.TSNET_CNI_DEBUG) process.stderr.write(`tsnet-cni-server: ${(err as Error).stack}\n`);
+          } catch {
             sock.destroy(); // the client runs the call itself
-          } finally {
-            if (--active === 0) armIdle();
           }
         })();
       });

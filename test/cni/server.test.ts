@@ -8,7 +8,9 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO, skipReason, throwawayNamespace } from '../integration/harness.js';
-import { decodeRequest, encodeReply } from '../../src/cni/server.js';
+import { decodeRequest, encodeReply, serveCni } from '../../src/cni/server.js';
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
 
 const skip = skipReason('setpriv');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -28,6 +30,23 @@ test('CNI server wire format: a request decodes; truncated or foreign bytes are 
   const reply = encodeReply(1, '{"code":7}\n');
   assert.equal(reply.readUInt32LE(0), 1);
   assert.equal(reply.toString('utf8', 8, 8 + reply.readUInt32LE(4)), '{"code":7}\n');
+});
+
+test('CNI server: exits when idle, also after a client that left mid-request', { timeout: 10_000 }, async () => {
+  const name = `tsnet-cni-test/${randomBytes(6).toString('hex')}`;
+  const t0 = Date.now();
+  const served = serveCni({ name, idleMs: 300, plugins: {} });
+  await sleep(100);
+  await new Promise<void>((resolve) => {
+    const c = net.connect(`\0${name}`, () => {
+      c.write('TSC1\x05');
+      setTimeout(() => c.destroy(), 100);
+    });
+    c.on('close', () => resolve());
+    c.on('error', () => undefined);
+  });
+  await served;
+  assert.ok(Date.now() - t0 >= 500, 'it waited for the connection, then for the idle period');
 });
 
 test('CNI server: started by the first call, serves the next, refuses other users, and a dead one is replaced', { skip, timeout: 60_000 }, async () => {
@@ -96,6 +115,7 @@ test('CNI server: started by the first call, serves the next, refuses other user
       assert.ok(Date.now() - t0 >= 900, 'it waited for the server first');
     } finally {
       wedged.kill('SIGKILL');
+      await new Promise((r) => (wedged.exitCode !== null || wedged.signalCode !== null ? r(null) : wedged.once('exit', r)));
     }
     const again = call({ CNI_COMMAND: 'CHECK', CNI_CONTAINERID: 'c1', CNI_NETNS: container.path, CNI_IFNAME: 'lo' }, conf);
     assert.equal(again.status, 0, 'the call after a dead server runs directly');

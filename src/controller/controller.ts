@@ -346,6 +346,38 @@ export class Controller {
       }
       await this.teardownEndpoint(s, ep);
       tx.write(s);
+      await this.electDefaultGateway(s, sbx);
+    });
+  }
+
+  /**
+   * After a disconnect: a family left without a default route gets one through another
+   * network's gateway, as Docker re-elects the gateway endpoint (networks in name order).
+   */
+  private async electDefaultGateway(s: State, sbx: SandboxRecord): Promise<void> {
+    if (sbx.kind === 'host' || !this.namespaceAlive(s, sbx)) return;
+    const candidates = this.endpointsOf(s, (e) => e.sandboxId === sbx.id && e.phase !== 'removing' && Boolean(e.gateway4 || e.gateway6))
+      .map((e) => ({ e, name: s.networks[e.networkId]?.name ?? '' }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .map((x) => x.e);
+    if (!candidates.length) return;
+    await this.withSandbox(s, sbx, async (open) => {
+      const nl = this.d.sys.netlink(open.nsFd);
+      try {
+        const links = await nl.listLinks();
+        for (const family of [4, 6] as const) {
+          if ((await nl.listRoutes(family)).some((r) => r.dstLen === 0)) continue;
+          for (const e of candidates) {
+            const gw = family === 4 ? e.gateway4 : e.gateway6;
+            const link = links.find((l) => l.name === e.ifname);
+            if (!gw || !link) continue;
+            await nl.addRoute({ family, gateway: gw, oif: link.index });
+            break;
+          }
+        }
+      } finally {
+        nl.close();
+      }
     });
   }
 

@@ -27,6 +27,22 @@ test('two sandboxes on the default bridge reach each other and their gateway', {
     assert.ok(h.links().includes('tsnet0'));
   }));
 
+test('disconnecting the network that gives the default route moves it to another network\'s gateway (Docker re-elects)', { skip }, () =>
+  withHost((h) => {
+    h.ok(['network', 'create', '--subnet', '10.5.0.0/24', 'zeta']);
+    h.ok(['network', 'create', '--subnet', '10.6.0.0/24', '--internal', 'alpha']);
+    h.ok(['sandbox', 'create', 'a']);
+    h.ok(['network', 'connect', 'zeta', 'a']);
+    h.ok(['network', 'connect', 'alpha', 'a']);
+    assert.match(h.inSandbox('a', 'ip', 'route').stdout, /default via 172\.17\.0\.1 dev eth0/);
+    h.ok(['network', 'disconnect', 'bridge', 'a']);
+    const route = h.inSandbox('a', 'ip', 'route').stdout;
+    assert.match(route, /default via 10\.5\.0\.1 dev eth1/, 'zeta (not the internal alpha) gives the default route now');
+    assert.equal(route.match(/^default/gm)?.length, 1);
+    h.ok(['network', 'disconnect', 'zeta', 'a']);
+    assert.doesNotMatch(h.inSandbox('a', 'ip', 'route').stdout, /^default/m, 'an internal network gives no default route');
+  }));
+
 for (const fw of ['iptables', 'nftables']) test(`${fw}: sandboxes on two bridge networks cannot reach each other`, { skip }, () =>
   withHost((h) => {
     h.ok(['network', 'create', '--subnet', '10.1.0.0/24', 'n1']);

@@ -96,6 +96,7 @@ export function compose(settings: Settings, log: Logger, sys: SystemPorts = crea
     random: (n) => randomBytes(n),
     sweepIntervalMs: settings.sweepIntervalSec === undefined ? undefined : settings.sweepIntervalSec * 1000,
     proxy: settings.userlandProxy === false ? undefined : new ProxyClient(runDir, log.child({ component: 'proxy' })),
+    firewallOf: (name) => chooseFirewall(name, sys, log, runDir),
   });
   return { controller, sys, store, settings: { ...settings, root, runDir } };
 }

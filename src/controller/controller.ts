@@ -35,6 +35,8 @@ export interface ControllerDeps {
   sweepIntervalMs?: number;
   /** The userland proxy (holds every published port; serves [::1] and --firewall none). */
   proxy?: ProxyPort;
+  /** Another backend, to remove what it left when the host switched to this one. */
+  firewallOf?: (name: 'iptables' | 'nftables') => FirewallBackend;
 }
 
 export interface CreateNetworkRequest {
@@ -104,7 +106,9 @@ export class Controller {
     // A record left mid-operation means a process died (or is working right now):
     // take the lock and reconcile, so even a read-only command leaves nothing leaked.
     const inFlight = [s.networks, s.endpoints, s.sandboxes].some((m) => Object.values(m).some((x) => x.phase !== 'ready'));
-    if (Object.keys(s.networks).length && !inFlight) return s;
+    // Likewise when the firewall backend changed: the rules move over at once.
+    const switched = s.firewall !== undefined && s.firewall !== this.d.firewall.name;
+    if (Object.keys(s.networks).length && !inFlight && !switched) return s;
     return this.d.store.transact(async (tx) => this.reconcileLocked(tx));
   }
 
@@ -730,6 +734,17 @@ export class Controller {
 
     if (!Object.values(s.networks).some((n) => n.predefined)) {
       for (const n of await this.predefinedNetworks(s)) s.networks[n.id] = n;
+      dirty = true;
+    }
+
+    // 0. The firewall backend changed (--firewall, or what auto found): the old one's rules go.
+    if (s.firewall !== this.d.firewall.name) {
+      const old = s.firewall;
+      if (old && old !== 'none' && this.d.firewallOf) {
+        log.info({ from: old, to: this.d.firewall.name }, 'firewall backend changed: removing the previous backend\'s rules');
+        await attempt(`removing ${old} rules`, () => this.d.firewallOf!(old).removeAll());
+      }
+      s.firewall = this.d.firewall.name;
       dirty = true;
     }
 

@@ -71,6 +71,8 @@ export interface State {
   networks: Record<string, NetworkRecord>;
   endpoints: Record<string, EndpointRecord>;
   sandboxes: Record<string, SandboxRecord>;
+  /** The firewall backend that programmed the kernel last (a different one now removes its rules). */
+  firewall?: 'iptables' | 'nftables' | 'none';
 }
 
 export function emptyState(): State {

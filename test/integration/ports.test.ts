@@ -203,3 +203,25 @@ test('--firewall none: published ports are served by the proxy alone (TCP and UD
       for (const x of servers) x.kill();
     }
   }, { firewall: 'none' }));
+
+test('switching --firewall from iptables to nftables (and back) moves every rule: the old backend keeps nothing, published ports keep working', { skip }, async () =>
+  withHost(async (h) => {
+    const outside = h.addOutside();
+    h.ok(['sandbox', 'create', '-p', '8080:80', 'web']);
+    const server = await startServer(sbxPath(h, 'web'), 'tcp', [80]);
+    try {
+      assert.equal(request(outside, 'tcp', '198.51.100.1', 8080), '198.51.100.2 80');
+      assert.match(h.iptables(), /TSNET-/);
+      // Any command under the other backend moves the rules over.
+      assert.equal(h.tsnet(['network', 'ls'], { TSNET_FIREWALL: 'nftables' }).code, 0);
+      assert.doesNotMatch(h.iptables(), /TSNET-|tsnet/, `no iptables rule or chain of tsnet is left:\n${h.iptables()}`);
+      assert.match(natRules(h, 'nftables'), /8080/);
+      assert.equal(request(outside, 'tcp', '198.51.100.1', 8080), '198.51.100.2 80', 'served through nftables');
+      assert.equal(h.tsnet(['network', 'ls'], { TSNET_FIREWALL: 'iptables' }).code, 0);
+      assert.equal(h.sh('nft', 'list', 'table', 'inet', 'tsnet').code, 1, 'the nftables table is gone');
+      assert.match(natRules(h, 'iptables'), /--dport 8080/);
+      assert.equal(request(outside, 'tcp', '198.51.100.1', 8080), '198.51.100.2 80', 'served through iptables again');
+    } finally {
+      server.kill();
+    }
+  }));

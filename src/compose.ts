@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import type { Logger } from './log.js';
 import type { SystemPorts } from './system/ports.js';
 import { createRealSystem } from './system/real/index.js';
+import { onPath } from './system/real/exec.js';
 import { Store } from './store/store.js';
 import { emptyState, type State } from './controller/model.js';
 import { Controller } from './controller/controller.js';
@@ -46,8 +47,6 @@ function parseSweep(v: string | undefined): number | undefined {
   if (!/^\d+$/.test(v)) throw new InvalidConfigError(`TSNET_SWEEP_INTERVAL="${v}" must be a whole number of seconds`);
   return Number(v);
 }
-
-import { onPath } from './system/real/exec.js';
 
 export { onPath };
 

@@ -205,14 +205,9 @@ async function ensureVlanGateway(sys: SystemPorts, nl: ReturnType<SystemPorts['n
   const existing = await nl.getLinkByName(name);
   if (existing) return existing;
   const self = sys.netns.open('/proc/self/ns/net');
+  let port: LinkInfo;
   try {
-    const port = await nl.createVeth({ name: `tsg${attachmentHash(c.bridge, String(c.vlan)).slice(0, 12)}`, peerName: name, peerNetnsFd: self, mtu: c.mtu ?? br.mtu, master: br.index, alias: 'tsnet-cni:bridge' });
-    await setPortVlans(nl, port.index, { ...c, trunk: [] });
-    await nl.setLinkUp(port.index);
-    const gw = await nl.getLinkByName(name);
-    if (!gw) throw new CniError(CNI_ERR.IO_FAILURE, `${name} did not appear`);
-    await nl.setLinkUp(gw.index);
-    return gw;
+    port = await nl.createVeth({ name: `tsg${attachmentHash(c.bridge, String(c.vlan)).slice(0, 12)}`, peerName: name, peerNetnsFd: self, mtu: c.mtu ?? br.mtu, master: br.index, alias: 'tsnet-cni:bridge' });
   } catch (err) {
     // A parallel ADD may have made it first.
     const raced = await nl.getLinkByName(name);
@@ -220,6 +215,17 @@ async function ensureVlanGateway(sys: SystemPorts, nl: ReturnType<SystemPorts['n
     throw err;
   } finally {
     sys.netns.close(self);
+  }
+  try {
+    await setPortVlans(nl, port.index, { ...c, trunk: [] });
+    await nl.setLinkUp(port.index);
+    const gw = await nl.getLinkByName(name);
+    if (!gw) throw new CniError(CNI_ERR.IO_FAILURE, `${name} did not appear`);
+    await nl.setLinkUp(gw.index);
+    return gw;
+  } catch (err) {
+    await nl.deleteLink(port.index).catch(() => undefined); // half-made: takes its peer along
+    throw err;
   }
 }
 

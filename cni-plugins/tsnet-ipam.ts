@@ -1,5 +1,8 @@
 // CNI plugin binary: tsnet-ipam (drop-in for the reference "host-local").
 import { pluginMain } from '../src/cni/skel.js';
-import { ipamPlugin } from '../src/cni/ipam.js';
+import { composeCni } from '../src/compose.js';
+import { createRootLogger, type LogLevel } from '../src/log.js';
 
-await pluginMain(ipamPlugin());
+// Logs go to stderr only, and only when asked for: stdout carries the result.
+const log = createRootLogger((process.env.TSNET_LOG_LEVEL as LogLevel) || 'silent', 'tsnet-ipam');
+await pluginMain(composeCni(log)['tsnet-ipam']!());

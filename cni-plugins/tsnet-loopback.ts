@@ -1,9 +1,8 @@
 // CNI plugin binary: tsnet-loopback (drop-in for the reference "loopback").
 import { pluginMain } from '../src/cni/skel.js';
-import { loopbackPlugin } from '../src/cni/loopback.js';
-import { createRealSystem } from '../src/system/real/index.js';
+import { composeCni } from '../src/compose.js';
 import { createRootLogger, type LogLevel } from '../src/log.js';
 
 // Logs go to stderr only, and only when asked for: stdout carries the result.
 const log = createRootLogger((process.env.TSNET_LOG_LEVEL as LogLevel) || 'silent', 'tsnet-loopback');
-await pluginMain(loopbackPlugin(createRealSystem(log)));
+await pluginMain(composeCni(log)['tsnet-loopback']!());

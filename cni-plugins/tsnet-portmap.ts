@@ -1,9 +1,8 @@
 // CNI plugin binary: tsnet-portmap (drop-in for the reference "portmap").
 import { pluginMain } from '../src/cni/skel.js';
-import { portmapPlugin } from '../src/cni/portmap.js';
-import { createRealSystem } from '../src/system/real/index.js';
+import { composeCni } from '../src/compose.js';
 import { createRootLogger, type LogLevel } from '../src/log.js';
 
 // Logs go to stderr only, and only when asked for: stdout carries the result.
 const log = createRootLogger((process.env.TSNET_LOG_LEVEL as LogLevel) || 'silent', 'tsnet-portmap');
-await pluginMain(portmapPlugin(createRealSystem(log)));
+await pluginMain(composeCni(log)['tsnet-portmap']!());

@@ -7,7 +7,7 @@ import type { SystemPorts } from './system/ports.js';
 import { createRealSystem } from './system/real/index.js';
 import { onPath } from './system/real/exec.js';
 import { Store } from './store/store.js';
-import { emptyState, type State } from './controller/model.js';
+import { emptyState, parseState, type State } from './controller/model.js';
 import { Controller } from './controller/controller.js';
 import { DriverRegistry } from './driverapi/driver.js';
 import { NullDriver } from '../drivers/null/index.js';
@@ -19,6 +19,12 @@ import { NftablesBackend } from './firewall/nftables/backend.js';
 import { GenerationMark } from './firewall/mark.js';
 import { ProxyClient } from './portmapper/proxy/client.js';
 import { InvalidConfigError } from './errors.js';
+import type { CniPlugin } from './cni/skel.js';
+import { DEFAULT_RUN_DIR, type CniHost } from './cni/rules.js';
+import { bridgePlugin } from './cni/bridge.js';
+import { portmapPlugin } from './cni/portmap.js';
+import { loopbackPlugin } from './cni/loopback.js';
+import { ipamPlugin } from './cni/ipam.js';
 
 export type FirewallChoice = 'auto' | 'iptables' | 'nftables' | 'none';
 
@@ -87,7 +93,7 @@ export function compose(settings: Settings, log: Logger, sys: SystemPorts = crea
   const root = resolve(settings.root);
   const runDir = resolve(settings.runDir);
   const instance = instanceTag(root);
-  const store = new Store<State>(root, emptyState, log.child({ component: 'store' }));
+  const store = new Store<State>(root, emptyState, log.child({ component: 'store' }), { validate: parseState, locks: sys.locks });
   const drivers = new DriverRegistry().register(new BridgeDriver(instance)).register(new HostDriver()).register(new NullDriver());
   const firewall = chooseFirewall(settings.firewall, sys, log, runDir);
   const controller = new Controller({
@@ -98,4 +104,16 @@ export function compose(settings: Settings, log: Logger, sys: SystemPorts = crea
     firewallOf: (name) => chooseFirewall(name, sys, log, runDir),
   });
   return { controller, sys, store, settings: { ...settings, root, runDir } };
+}
+
+/** The CNI plugins, by executable name, over one kernel and the run directory (TSNET_RUN). */
+export function composeCni(log: Logger, env: NodeJS.ProcessEnv = process.env, sys?: SystemPorts): Record<string, () => CniPlugin> {
+  let kernel = sys;
+  const host = (): CniHost => ({ sys: (kernel ??= createRealSystem(log)), runDir: resolve(env.TSNET_RUN || DEFAULT_RUN_DIR), log });
+  return {
+    'tsnet-bridge': () => bridgePlugin(host()),
+    'tsnet-portmap': () => portmapPlugin(host()),
+    'tsnet-loopback': () => loopbackPlugin(host().sys),
+    'tsnet-ipam': () => ipamPlugin(host()),
+  };
 }

@@ -12,10 +12,15 @@ export type ErrorCode =
   | 'SYSCALL'
   | 'COMMAND'
   | 'UNSUPPORTED'
+  | 'STATE_INVALID'
   | 'INTERNAL';
 
 export interface ErrorMapping {
-  /** CNI spec error code (1-7, 11, 50, 100+ reserved for plugins). */
+  /**
+   * CNI error code. Codes below 100 belong to the spec and carry its meaning (3,
+   * for one, tells the runtime that no cleanup is needed), so only errors that mean
+   * exactly that use them; everything else is plugin-specific (100 and above).
+   */
   cni: number;
   /** gRPC status code. */
   grpc: number;
@@ -24,15 +29,18 @@ export interface ErrorMapping {
 }
 
 export const ERROR_TABLE: Readonly<Record<ErrorCode, ErrorMapping>> = {
-  INVALID_CONFIG: { cni: 7, grpc: 3 /* INVALID_ARGUMENT */, exit: 2 },
-  NOT_FOUND: { cni: 3, grpc: 5 /* NOT_FOUND */, exit: 3 },
-  ALREADY_EXISTS: { cni: 4, grpc: 6 /* ALREADY_EXISTS */, exit: 4 },
-  CONFLICT: { cni: 4, grpc: 9 /* FAILED_PRECONDITION */, exit: 5 },
-  PORT_IN_USE: { cni: 4, grpc: 6 /* ALREADY_EXISTS */, exit: 6 },
-  EXHAUSTED: { cni: 11, grpc: 8 /* RESOURCE_EXHAUSTED */, exit: 7 },
+  INVALID_CONFIG: { cni: 7 /* invalid network configuration */, grpc: 3 /* INVALID_ARGUMENT */, exit: 2 },
+  UNSUPPORTED: { cni: 2 /* unsupported field in the configuration */, grpc: 12 /* UNIMPLEMENTED */, exit: 12 },
+  EXHAUSTED: { cni: 11 /* try again later */, grpc: 8 /* RESOURCE_EXHAUSTED */, exit: 7 },
   SYSCALL: { cni: 100, grpc: 13 /* INTERNAL */, exit: 10 },
   COMMAND: { cni: 101, grpc: 13 /* INTERNAL */, exit: 11 },
-  UNSUPPORTED: { cni: 2, grpc: 12 /* UNIMPLEMENTED */, exit: 12 },
+  // 102 is CHECK_FAILED (src/cni/spec.ts).
+  ALREADY_EXISTS: { cni: 103, grpc: 6 /* ALREADY_EXISTS */, exit: 4 },
+  CONFLICT: { cni: 104, grpc: 9 /* FAILED_PRECONDITION */, exit: 5 },
+  PORT_IN_USE: { cni: 105, grpc: 6 /* ALREADY_EXISTS */, exit: 6 },
+  // Not 3: the spec's 3 ("container unknown") tells the runtime to skip cleanup.
+  NOT_FOUND: { cni: 106, grpc: 5 /* NOT_FOUND */, exit: 3 },
+  STATE_INVALID: { cni: 107, grpc: 15 /* DATA_LOSS */, exit: 13 },
   INTERNAL: { cni: 999, grpc: 13 /* INTERNAL */, exit: 1 },
 };
 

@@ -5,11 +5,15 @@
 //
 // A Node process costs ~25 ms before it runs a line and ~60 ms more to load a
 // plugin bundle, per call. This client costs ~1 ms: it hands its environment and
-// stdin to a warm tsnet CNI server over an abstract unix socket and prints the
-// answer. Abstract sockets belong to the network namespace they were bound in, and
-// the name also carries the caller's uid, mount namespace and the server bundle's
-// identity, so a caller only ever reaches a server that sees what it sees and runs
-// the installed code.
+// stdin to a warm tsnet CNI server over a unix socket and prints the answer.
+//
+// Who it talks to. The socket lives in RUN/cni, a directory that must belong to
+// root (or to the caller) and be writable by nobody else, so no other user can
+// put a socket there; its name is a hash of the caller's uid, network and mount
+// namespaces and the server bundle's identity, so a caller only ever reaches a
+// server that sees what it sees and runs the installed code. Before it sends a
+// byte, the client also checks the listening process's credentials (SO_PEERCRED):
+// root or the caller's own uid, or it does not talk to it.
 //
 // When no server answers, the client starts one in the background (it exits after
 // an idle period; not when the caller's mount namespace was made for this call
@@ -39,7 +43,7 @@
 
 extern char** environ;
 
-// Patched by `tsnet cni install`: "plugin=NAME\nnode=PATH\ndir=BUNDLEDIR\n".
+// Patched by `tsnet cni install`: "plugin=NAME\nnode=PATH\ndir=BUNDLEDIR\nrun=RUNDIR\n".
 // volatile: the compiler must not assume the zeros it was built with.
 extern "C" {
 __attribute__((used)) volatile char tsnet_cni_config[1024] = "@@TSNET-CNI-CONFIG@@";
@@ -116,6 +120,33 @@ void SpawnServer(const std::string& node, const std::string& bundle, const std::
   waitpid(pid, nullptr, 0);
 }
 
+// FNV-1a, 64 bits: names the socket after the caller's identity (not a secret:
+// only root can create sockets in the directory).
+uint64_t Fnv1a(const std::string& s) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+// A directory nobody but root (or the caller) can add entries to.
+bool PrivateDir(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return false;
+  if (st.st_uid != 0 && st.st_uid != getuid()) return false;
+  return (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
+// The listening process is root or the caller itself.
+bool TrustedPeer(int s) {
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+  return cred.uid == 0 || cred.uid == getuid();
+}
+
 }  // namespace
 
 int main() {
@@ -141,31 +172,59 @@ int main() {
     input.append(buf, static_cast<size_t>(n));
   }
 
-  const char* off = getenv("TSNET_CNI_SERVER");
-  struct stat sb, mnt;
-  if ((off && strcmp(off, "0") == 0) || stat(serverBundle.c_str(), &sb) != 0 || stat("/proc/self/ns/mnt", &mnt) != 0) RunDirect(node, pluginBundle, input);
+  std::string run = ConfigValue(conf, "run");
+  if (run.empty()) run = "/run/tsnet";
+  // The plugins (direct or in the server) keep their locks and marks under the same run directory.
+  setenv("TSNET_RUN", run.c_str(), 1);
 
-  char name[200];
-  snprintf(name, sizeof name, "tsnet-cni/%u/%lu/%lu.%ld.%ld", static_cast<unsigned>(getuid()), static_cast<unsigned long>(mnt.st_ino),
-           static_cast<unsigned long>(sb.st_ino), static_cast<long>(sb.st_mtim.tv_sec), static_cast<long>(sb.st_mtim.tv_nsec));
+  const char* off = getenv("TSNET_CNI_SERVER");
+  struct stat sb, mnt, net;
+  if ((off && strcmp(off, "0") == 0) || stat(serverBundle.c_str(), &sb) != 0 || stat("/proc/self/ns/mnt", &mnt) != 0 ||
+      stat("/proc/self/ns/net", &net) != 0)
+    RunDirect(node, pluginBundle, input);
+
+  char identity[200];
+  snprintf(identity, sizeof identity, "%u/%lu:%lu/%lu/%lu.%ld.%ld", static_cast<unsigned>(getuid()), static_cast<unsigned long>(net.st_dev),
+           static_cast<unsigned long>(net.st_ino), static_cast<unsigned long>(mnt.st_ino), static_cast<unsigned long>(sb.st_ino),
+           static_cast<long>(sb.st_mtim.tv_sec), static_cast<long>(sb.st_mtim.tv_nsec));
+  char leaf[40];
+  snprintf(leaf, sizeof leaf, "/%016llx.sock", static_cast<unsigned long long>(Fnv1a(identity)));
+  const std::string sockDir = run + "/cni";
+  const std::string sockPath = sockDir + leaf;
   struct sockaddr_un addr;
   memset(&addr, 0, sizeof addr);
   addr.sun_family = AF_UNIX;
-  size_t nameLen = strlen(name);
-  memcpy(addr.sun_path + 1, name, nameLen);  // sun_path[0] == 0: the abstract namespace
-  // Node 20 binds abstract names NUL-padded to the whole sun_path; others bind the exact length.
-  const socklen_t lens[] = {static_cast<socklen_t>(sizeof addr), static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + 1 + nameLen)};
+  if (sockPath.size() >= sizeof addr.sun_path) RunDirect(node, pluginBundle, input);  // too long a run directory: no server
+  memcpy(addr.sun_path, sockPath.c_str(), sockPath.size());
 
-  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (s < 0) RunDirect(node, pluginBundle, input);
-  if (connect(s, reinterpret_cast<struct sockaddr*>(&addr), lens[0]) != 0 && connect(s, reinterpret_cast<struct sockaddr*>(&addr), lens[1]) != 0) {
-    close(s);
-    // A mount namespace made for this one call (`ip netns exec` makes one per exec)
-    // would get a server per call: start one only when the parent shares ours.
+  // A mount namespace made for this one call (`ip netns exec` makes one per exec)
+  // would get a server per call: start one only when the parent shares ours.
+  auto spawnIfShared = [&]() {
     char parentMnt[64];
     snprintf(parentMnt, sizeof parentMnt, "/proc/%d/ns/mnt", static_cast<int>(getppid()));
     struct stat pm;
-    if (stat(parentMnt, &pm) == 0 && pm.st_ino == mnt.st_ino) SpawnServer(node, serverBundle, name);
+    if (stat(parentMnt, &pm) == 0 && pm.st_ino == mnt.st_ino) SpawnServer(node, serverBundle, sockPath);
+  };
+  // A directory someone else could write to is never trusted (the server refuses it too).
+  struct stat dirSt;
+  if (lstat(sockDir.c_str(), &dirSt) != 0) {
+    spawnIfShared();  // the server makes it
+    RunDirect(node, pluginBundle, input);
+  }
+  // The run directory too: whoever can write there could swap cni/ for a directory of their own.
+  if (!PrivateDir(sockDir) || !PrivateDir(run)) RunDirect(node, pluginBundle, input);
+
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) RunDirect(node, pluginBundle, input);
+  if (connect(s, reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0) {
+    int e = errno;
+    close(s);
+    if (e == ENOENT || e == ECONNREFUSED) spawnIfShared();
+    RunDirect(node, pluginBundle, input);
+  }
+  // Not a byte to a process that is neither root nor us.
+  if (!TrustedPeer(s)) {
+    close(s);
     RunDirect(node, pluginBundle, input);
   }
 

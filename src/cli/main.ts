@@ -3,7 +3,8 @@ import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { installPlugins, writeExampleConflist } from '../cni/install.js';
-import { compose, defaultSettings, type FirewallChoice, type Composed } from '../compose.js';
+import { compose, defaultSettings, type FirewallChoice, type Composed, type Settings } from '../compose.js';
+import { resolve } from 'node:path';
 import { createRootLogger, LOG_LEVELS, type LogLevel } from '../log.js';
 import { asTsnetError, InvalidConfigError, NotFoundError } from '../errors.js';
 import { flagHelp, keyValues, parseArgs, type FlagSpec } from './args.js';
@@ -51,6 +52,7 @@ interface Command {
 
 interface Env {
   tsnet(): Composed;
+  settings(): Settings;
   out(s: string): void;
 }
 
@@ -302,7 +304,9 @@ const COMMANDS: Command[] = [
       const confDir = str(flags['conf-dir']);
       if (confDir !== undefined && !confDir.startsWith('/')) throw new InvalidConfigError(`--conf-dir must be an absolute path (got ${confDir})`);
       const clientPath = fileURLToPath(new URL('../../../native/build/Release/tsnet-cni-client', import.meta.url));
-      for (const p of installPlugins({ bundleDir, binDir: str(flags['bin-dir']) ?? '/opt/cni/bin', nodePath: process.execPath, clientPath })) env.out(p);
+      // The plugins keep their locks, sockets and marks under the run directory this installation uses.
+      const runDir = env.settings().runDir;
+      for (const p of installPlugins({ bundleDir, binDir: str(flags['bin-dir']) ?? '/opt/cni/bin', nodePath: process.execPath, clientPath, runDir })) env.out(p);
       if (confDir !== undefined) env.out(writeExampleConflist(confDir));
       return 0;
     },
@@ -404,17 +408,21 @@ export async function main(argv: string[], io = { out: (s: string) => process.st
     if (fw !== undefined && !['auto', 'iptables', 'nftables', 'none'].includes(fw)) throw new InvalidConfigError(`unknown --firewall "${fw}" (use auto, iptables, nftables or none)`);
     const log = createRootLogger(level);
     let composed: Composed | undefined;
+    let settings: Settings | undefined;
     const env: Env = {
-      tsnet: () => {
-        if (!composed) {
+      settings: () => {
+        if (!settings) {
           const d = defaultSettings();
-          composed = compose(
-            { ...d, root: str(g.flags.root) ?? d.root, runDir: str(g.flags['run-dir']) ?? d.runDir, firewall: (fw as FirewallChoice | undefined) ?? d.firewall },
-            log,
-          );
+          settings = {
+            ...d,
+            root: resolve(str(g.flags.root) ?? d.root),
+            runDir: resolve(str(g.flags['run-dir']) ?? d.runDir),
+            firewall: (fw as FirewallChoice | undefined) ?? d.firewall,
+          };
         }
-        return composed;
+        return settings;
       },
+      tsnet: () => (composed ??= compose(env.settings(), log)),
       out: io.out,
     };
     return await cmd.run(parsed, env);

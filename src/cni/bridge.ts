@@ -10,14 +10,15 @@ import type { SystemPorts, LinkInfo } from '../system/ports.js';
 import { formatCidr, formatIp, macFromBytes, parseCidr } from '../ipam/addr.js';
 import { validateIfname, parseMtu } from '../../drivers/bridge/options.js';
 import { CniError, type CniArgs, type CniPlugin } from './skel.js';
-import { CNI_ERR, type CniResult } from './spec.js';
+import { CNI_ERR, parsePrevResult, validAttachments, type CniResult } from './spec.js';
 import { ipamPlugin } from './ipam.js';
-import { applyTagged, attachmentHash, ruleTag, tagged } from './rules.js';
+import { applyTagged, attachmentHash, networkTagPrefix, ruleTag, tagged, withFirewallLock, type CniHost } from './rules.js';
+import { CNI_BRIDGE } from '../firewall/ownership.js';
 import { ensureSysctl } from '../../drivers/common.js';
 import { onPath } from '../system/real/exec.js';
 
 const KEYS = ['bridge', 'isGateway', 'isDefaultGateway', 'forceAddress', 'ipMasq', 'hairpinMode', 'promiscMode', 'mtu', 'ipam', 'vlan', 'macspoofchk', 'enabledad', 'preserveDefaultVlan', 'vlanTrunk'];
-const MASQ_CHAIN = 'TSNET-CNI-MASQ';
+const MASQ_CHAIN = CNI_BRIDGE.chains[0];
 
 interface BridgeConf {
   bridge: string;
@@ -85,17 +86,30 @@ function parseConf(a: CniArgs): BridgeConf {
 }
 
 export const hostVethName = (a: CniArgs) => `tsc${attachmentHash(a.containerId, a.ifname).slice(0, 12)}`;
-const aliasOf = (a: CniArgs) => `tsnet-cni:${a.conf.name}:${a.containerId}:${a.ifname}`;
+/** The host end's alias: bounded (an alias holds 255 bytes; container ids may be long). */
+const aliasOf = (network: string, containerId: string, ifname: string) => ruleTag('tsnet-cni', network, containerId, ifname);
+/** The alias earlier versions wrote (GC keeps their valid attachments too). */
+const legacyAliasOf = (network: string, containerId: string, ifname: string) => `tsnet-cni:${network}:${containerId}:${ifname}`;
 /** Rule comment: network name and attachment, so GC of one network leaves the others' rules. */
 const masqCommentOf = (network: string, containerId: string, ifname: string) => ruleTag('tsnet-cni', network, containerId, ifname);
 const masqComment = (a: CniArgs) => masqCommentOf(a.conf.name, a.containerId, a.ifname);
 
+/** A plugin type is a name looked up in CNI_PATH, never a path (as libcni refuses "invalid plugin name"). */
+export function validatePluginType(type: unknown, what: string): string {
+  if (typeof type !== 'string' || !type) throw new CniError(CNI_ERR.INVALID_CONFIG, `${what} needs a "type"`);
+  if (type.includes('/') || type === '.' || type === '..' || type.includes('\0')) {
+    throw new CniError(CNI_ERR.INVALID_CONFIG, `invalid plugin name ${JSON.stringify(type)} in ${what}: a plugin type is a file name in CNI_PATH, not a path`);
+  }
+  return type;
+}
+
 /** Delegates to the IPAM plugin: in-process for tsnet-ipam, the binary from CNI_PATH otherwise. */
-async function ipam(sys: SystemPorts, a: CniArgs, command: 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS'): Promise<CniResult | undefined> {
-  const type = (a.conf.ipam as { type?: string } | undefined)?.type;
-  if (!type) throw new CniError(CNI_ERR.INVALID_CONFIG, 'tsnet-bridge needs an "ipam" section with a "type"');
+async function ipam(h: CniHost, a: CniArgs, command: 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS'): Promise<CniResult | undefined> {
+  const section = a.conf.ipam as { type?: unknown } | undefined;
+  if (!section || typeof section !== 'object') throw new CniError(CNI_ERR.INVALID_CONFIG, 'tsnet-bridge needs an "ipam" section with a "type"');
+  const type = validatePluginType(section.type, 'the "ipam" section');
   if (type === 'tsnet-ipam') {
-    const p = ipamPlugin();
+    const p = ipamPlugin(h);
     if (command === 'ADD') return p.add(a);
     if (command === 'DEL') await p.del(a);
     else if (command === 'CHECK') await p.check(a);
@@ -105,7 +119,7 @@ async function ipam(sys: SystemPorts, a: CniArgs, command: 'ADD' | 'DEL' | 'CHEC
   }
   const bin = a.path.map((d) => join(d, type)).find((p) => existsSync(p));
   if (!bin) throw new CniError(CNI_ERR.INVALID_CONFIG, `IPAM plugin "${type}" not found in CNI_PATH (${a.path.join(':')})`);
-  const r = await sys.exec.run([bin], { input: JSON.stringify(a.conf), env: { ...a.env, CNI_COMMAND: command }, allowFail: true });
+  const r = await h.sys.exec.run([bin], { input: JSON.stringify(a.conf), env: { ...a.env, CNI_COMMAND: command }, allowFail: true });
   if (r.code !== 0) {
     let e: { code?: number; msg?: string } = {};
     try {
@@ -113,9 +127,9 @@ async function ipam(sys: SystemPorts, a: CniArgs, command: 'ADD' | 'DEL' | 'CHEC
     } catch {
       e = { msg: r.stderr.trim() || `exit ${r.code}` };
     }
-    throw new CniError(e.code ?? CNI_ERR.IO_FAILURE, `IPAM plugin ${type}: ${e.msg ?? 'failed'}`);
+    throw new CniError(typeof e.code === 'number' ? e.code : 999, `IPAM plugin ${type}: ${e.msg ?? 'failed'}`);
   }
-  return command === 'ADD' ? (JSON.parse(r.stdout) as CniResult) : undefined;
+  return command === 'ADD' ? parsePrevResult(JSON.parse(r.stdout)) : undefined;
 }
 
 /**
@@ -123,7 +137,7 @@ async function ipam(sys: SystemPorts, a: CniArgs, command: 'ADD' | 'DEL' | 'CHEC
  * TSNET-CNI-MASQ chain: traffic from its address to anywhere outside its subnet.
  * With gcKeep, deletes every rule of this network whose attachment is not kept.
  */
-async function masquerade(sys: SystemPorts, a: CniArgs, ips: Array<{ address: string }>, remove: boolean, gcKeep?: Set<string>): Promise<void> {
+async function masquerade(h: CniHost, a: CniArgs, ips: Array<{ address: string }>, remove: boolean, gcKeep?: Set<string>): Promise<void> {
   const tag = masqComment(a);
   const add: Record<4 | 6, string[]> = { 4: [], 6: [] };
   if (!remove) {
@@ -132,14 +146,18 @@ async function masquerade(sys: SystemPorts, a: CniArgs, ips: Array<{ address: st
       add[c.family].push(`-s ${ip.address.split('/')[0]}/${c.family === 4 ? 32 : 128} ! -d ${formatCidr(c)} -m comment --comment "${tag}" -j MASQUERADE`);
     }
   }
-  await applyTagged(sys.exec, 'nat', [
-    {
-      chain: MASQ_CHAIN,
-      hooks: [{ chain: 'POSTROUTING', rule: `-j ${MASQ_CHAIN}` }],
-      add,
-      remove: tagged(tag, gcKeep ? { prefix: `tsnet-cni:${a.conf.name}:`, keep: gcKeep } : undefined),
-    },
-  ]);
+  await withFirewallLock(h, () =>
+    applyTagged(h.sys.exec, [
+      {
+        table: 'nat',
+        chain: MASQ_CHAIN,
+        hooks: [{ chain: 'POSTROUTING', rule: `-j ${MASQ_CHAIN}` }],
+        add,
+        remove: tagged(tag, gcKeep ? { prefix: networkTagPrefix('tsnet-cni', a.conf.name), keep: gcKeep } : undefined),
+        dropWhenEmpty: true,
+      },
+    ]),
+  );
 }
 
 async function ensureBridge(sys: SystemPorts, c: BridgeConf, gateways: Array<{ address: string; prefixLen: number; family: 4 | 6 }>): Promise<LinkInfo> {
@@ -239,13 +257,22 @@ async function removeVeth(sys: SystemPorts, a: CniArgs): Promise<void> {
   }
 }
 
-export function bridgePlugin(sys: SystemPorts): CniPlugin {
+export function bridgePlugin(h: CniHost): CniPlugin {
+  const { sys } = h;
+  /** Rollback: every step runs; what could not be undone is logged, the original failure is reported. */
+  const undo = async (what: string, step: () => Promise<unknown>) => {
+    try {
+      await step();
+    } catch (err) {
+      h.log.error({ err }, `tsnet-bridge: rollback could not ${what}`);
+    }
+  };
   return {
     keys: KEYS,
     async add(a: CniArgs): Promise<CniResult> {
       const c = parseConf(a);
       if (sys.netns.inode(a.netns) === undefined) throw new CniError(CNI_ERR.UNKNOWN_CONTAINER, `network namespace ${a.netns} does not exist`);
-      const res = (await ipam(sys, a, 'ADD'))!;
+      const res = (await ipam(h, a, 'ADD'))!;
       const ips = res.ips ?? [];
       if (!ips.length) throw new CniError(CNI_ERR.INVALID_CONFIG, 'the IPAM plugin returned no address');
       try {
@@ -264,7 +291,7 @@ export function bridgePlugin(sys: SystemPorts): CniPlugin {
         try {
           const stale = await host.getLinkByName(hostVethName(a));
           if (stale) await host.deleteLink(stale.index);
-          veth = await host.createVeth({ name: hostVethName(a), peerName: a.ifname, peerNetnsFd: fd, mtu: c.mtu ?? br.mtu, master: br.index, alias: aliasOf(a) });
+          veth = await host.createVeth({ name: hostVethName(a), peerName: a.ifname, peerNetnsFd: fd, mtu: c.mtu ?? br.mtu, master: br.index, alias: aliasOf(a.conf.name, a.containerId, a.ifname) });
           if (c.hairpinMode) await host.setBridgePort(veth.index, { hairpin: true });
           await setPortVlans(host, veth.index, c);
           await host.setLinkUp(veth.index);
@@ -305,7 +332,7 @@ export function bridgePlugin(sys: SystemPorts): CniPlugin {
           host.close();
           sys.netns.close(fd);
         }
-        if (c.ipMasq) await masquerade(sys, a, ips, false);
+        if (c.ipMasq) await masquerade(h, a, ips, false);
         return {
           cniVersion: a.conf.cniVersion,
           interfaces: [
@@ -319,9 +346,9 @@ export function bridgePlugin(sys: SystemPorts): CniPlugin {
         };
       } catch (err) {
         // Roll back everything this ADD did; report the original failure.
-        await removeVeth(sys, a).catch(() => undefined);
-        await masquerade(sys, a, [], true).catch(() => undefined);
-        await ipam(sys, a, 'DEL').catch(() => undefined);
+        await undo('delete the veth', () => removeVeth(sys, a));
+        await undo('remove the masquerade rules', () => masquerade(h, a, [], true));
+        await undo('release the addresses', () => ipam(h, a, 'DEL'));
         throw err;
       }
     },
@@ -329,14 +356,14 @@ export function bridgePlugin(sys: SystemPorts): CniPlugin {
       parseConf(a);
       // Everything is found from the attachment itself: no namespace needed.
       await removeVeth(sys, a);
-      await masquerade(sys, a, [], true);
-      await ipam(sys, a, 'DEL');
+      await masquerade(h, a, [], true);
+      await ipam(h, a, 'DEL');
     },
     async check(a: CniArgs): Promise<void> {
       const c = parseConf(a);
-      const prev = a.conf.prevResult;
-      if (!prev) throw new CniError(CNI_ERR.INVALID_CONFIG, 'CHECK needs prevResult');
-      await ipam(sys, a, 'CHECK');
+      if (a.conf.prevResult === undefined) throw new CniError(CNI_ERR.INVALID_CONFIG, 'CHECK needs prevResult');
+      const prev = parsePrevResult(a.conf.prevResult);
+      await ipam(h, a, 'CHECK');
       const nl = sys.netlink();
       try {
         const br = await nl.getLinkByName(c.bridge);
@@ -363,14 +390,16 @@ export function bridgePlugin(sys: SystemPorts): CniPlugin {
       }
     },
     async gc(a: CniArgs): Promise<void> {
-      await ipam(sys, a, 'GC');
-      const list = (a.conf['cni.dev/valid-attachments'] ?? a.conf['cni.dev/attachments'] ?? []) as Array<{ containerID?: string; ifname?: string }>;
-      const valid = new Set(list.map((x) => `tsnet-cni:${a.conf.name}:${x.containerID}:${x.ifname}`));
-      await masquerade(sys, a, [], true, new Set(list.map((x) => masqCommentOf(a.conf.name, String(x.containerID), String(x.ifname)))));
+      const list = validAttachments(a.conf);
+      await ipam(h, a, 'GC');
+      const net = a.conf.name;
+      const valid = new Set(list.flatMap((x) => [aliasOf(net, x.containerID, x.ifname), legacyAliasOf(net, x.containerID, x.ifname)]));
+      await masquerade(h, a, [], true, new Set(list.map((x) => masqCommentOf(net, x.containerID, x.ifname))));
+      const prefix = networkTagPrefix('tsnet-cni', net);
       const nl = sys.netlink();
       try {
         for (const l of await nl.listLinks()) {
-          if (l.alias?.startsWith(`tsnet-cni:${a.conf.name}:`) && !valid.has(l.alias)) await nl.deleteLink(l.index);
+          if (l.alias?.startsWith(prefix) && !valid.has(l.alias)) await nl.deleteLink(l.index);
         }
       } finally {
         nl.close();
@@ -382,7 +411,7 @@ export function bridgePlugin(sys: SystemPorts): CniPlugin {
       if ((a.conf as { ipMasq?: boolean }).ipMasq && !onPath('iptables-restore', a.env)) {
         throw new CniError(CNI_ERR.NOT_AVAILABLE, 'ipMasq needs iptables-restore, which is not on PATH');
       }
-      await ipam(sys, a, 'STATUS');
+      await ipam(h, a, 'STATUS');
     },
   };
 }

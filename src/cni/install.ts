@@ -26,8 +26,9 @@ export function patchClient(client: Buffer, config: Record<string, string>): Buf
   return out;
 }
 
-export function installPlugins(opts: { bundleDir: string; binDir: string; nodePath: string; clientPath: string }): string[] {
+export function installPlugins(opts: { bundleDir: string; binDir: string; nodePath: string; clientPath: string; runDir: string }): string[] {
   if (!opts.binDir.startsWith('/')) throw new InvalidConfigError(`--bin-dir must be an absolute path (got ${opts.binDir})`);
+  if (!opts.runDir.startsWith('/')) throw new InvalidConfigError(`the run directory must be an absolute path (got ${opts.runDir})`);
   const bundles = existsSync(opts.bundleDir) ? readdirSync(opts.bundleDir).filter((f) => /^tsnet-[a-z]+\.bundle\.mjs$/.test(f)).sort() : [];
   if (!bundles.length) throw new InvalidConfigError(`no plugin bundles in ${opts.bundleDir}: run npm run build first`);
   if (!existsSync(opts.clientPath)) throw new InvalidConfigError(`the CNI client binary ${opts.clientPath} is not built: run npm run build first`);
@@ -35,7 +36,7 @@ export function installPlugins(opts: { bundleDir: string; binDir: string; nodePa
   // Validate everything before writing anything.
   const plan = bundles.map((b) => {
     const name = b.replace('.bundle.mjs', '');
-    return { name, binary: patchClient(client, { plugin: name, node: opts.nodePath, dir: opts.bundleDir }) };
+    return { name, binary: patchClient(client, { plugin: name, node: opts.nodePath, dir: opts.bundleDir, run: opts.runDir }) };
   });
   for (const p of plan) {
     const target = join(opts.binDir, p.name);

@@ -3,12 +3,12 @@
 // dataDir/NETWORK, named by the address and holding "containerID\nifname", a
 // last_reserved_ip.N per range set, all under an flock). Unlike host-local it
 // implements GC, so addresses of attachments that no longer exist are freed.
-import { accessSync, closeSync, mkdirSync, openSync, readFileSync, readdirSync, unlinkSync, writeFileSync, constants as fsc } from 'node:fs';
+import { accessSync, closeSync, lstatSync, mkdirSync, openSync, readSync, readdirSync, renameSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
-import { nativeAddon } from '../system/real/addon.js';
-import { cidrContains, cidrLast, formatIp, parseCidr, parseIp, type Cidr } from '../ipam/addr.js';
-import { CniError, type CniArgs, type CniPlugin } from './skel.js';
-import { CNI_ERR, type CniIp, type CniResult } from './spec.js';
+import { cidrContains, cidrLast, formatCidr, formatIp, parseCidr, parseIp, type Cidr } from '../ipam/addr.js';
+import { CNI_NAME_RE, CniError, type CniArgs, type CniPlugin } from './skel.js';
+import { CNI_ERR, validAttachments, type CniIp, type CniResult } from './spec.js';
+import type { CniHost } from './rules.js';
 
 export interface RangeConf {
   subnet: string;
@@ -78,6 +78,19 @@ export function parseIpamConf(raw: unknown): { sets: Range[][]; conf: IpamConf }
       return { subnet, first, last, gateway };
     });
   });
+  // Every range of every set is its own: overlapping ranges would hand one address out twice.
+  const all = sets.flatMap((set, i) => set.map((r, j) => ({ r, at: `ranges[${i}][${j}]`, set: i })));
+  sets.forEach((set, i) => {
+    if (set.some((r) => r.subnet.family !== set[0]!.subnet.family)) throw new CniError(CNI_ERR.INVALID_CONFIG, `ipam ranges[${i}] mixes IPv4 and IPv6 ranges: use one range set per family`);
+  });
+  for (let x = 0; x < all.length; x++) {
+    for (let y = x + 1; y < all.length; y++) {
+      const [p, q] = [all[x]!, all[y]!];
+      if (p.r.subnet.family === q.r.subnet.family && p.r.first <= q.r.last && q.r.first <= p.r.last) {
+        throw new CniError(CNI_ERR.INVALID_CONFIG, `ipam ${p.at} (${formatCidr(p.r.subnet)}) overlaps ${q.at} (${formatCidr(q.r.subnet)})`);
+      }
+    }
+  }
   return { sets, conf };
 }
 
@@ -95,27 +108,59 @@ function ensureDir(dir: string): void {
   }
 }
 
-function withLock<T>(dir: string, fn: () => T): T {
+/** The network's directory: created if missing, and never a symlink (which would put our files elsewhere). */
+function networkDir(dir: string): void {
   ensureDir(dir);
-  const fd = openSync(join(dir, 'lock'), fsc.O_CREAT | fsc.O_RDWR, 0o644);
+  if (!lstatSync(dir).isDirectory()) throw new CniError(CNI_ERR.INVALID_CONFIG, `${dir} is not a directory (a symlink?): tsnet-ipam will not write through it`);
+}
+
+/** host-local's lock: an flock on dataDir/NETWORK/lock, waited for without blocking the event loop. */
+async function withLock<T>(h: CniHost, dir: string, fn: () => T): Promise<T> {
+  networkDir(dir);
+  return h.sys.locks.withLock(join(dir, 'lock'), fn);
+}
+
+/** Reads a small file in the network directory, never through a symlink; undefined when absent. */
+function readNoFollow(path: string): string | undefined {
+  let fd: number;
   try {
-    nativeAddon().flock(fd, 'ex');
-    return fn();
+    fd = openSync(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  try {
+    const buf = Buffer.alloc(1024);
+    return buf.subarray(0, readSync(fd, buf, 0, buf.length, 0)).toString('utf8');
   } finally {
     closeSync(fd);
   }
 }
 
+/** Replaces a file by rename (a symlink at the path is replaced, its target untouched). */
+function replaceFile(path: string, text: string): void {
+  const tmp = `${path}.tmp`;
+  try {
+    unlinkSync(tmp);
+  } catch {
+    /* usually absent */
+  }
+  const fd = openSync(tmp, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY | fsc.O_NOFOLLOW, 0o644);
+  try {
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}
+
 const owner = (a: { containerId: string; ifname: string }) => `${a.containerId}\n${a.ifname}`;
-const isAddressFile = (f: string) => f !== 'lock' && !f.startsWith('last_reserved_ip') && !f.startsWith('.');
+const isAddressFile = (f: string) => f !== 'lock' && !f.startsWith('last_reserved_ip') && !f.startsWith('.') && !f.endsWith('.tmp');
 
 function readOwner(dir: string, f: string): { containerId: string; ifname: string } | undefined {
-  try {
-    const [containerId = '', ifname = ''] = readFileSync(join(dir, f), 'utf8').split(/\r?\n/);
-    return { containerId: containerId.trim(), ifname: ifname.trim() };
-  } catch {
-    return undefined;
-  }
+  const text = readNoFollow(join(dir, f));
+  if (text === undefined) return undefined;
+  const [containerId = '', ifname = ''] = text.split(/\r?\n/);
+  return { containerId: containerId.trim(), ifname: ifname.trim() };
 }
 
 /** The addresses held by one attachment, per file name. */
@@ -140,9 +185,9 @@ function allocateIn(dir: string, set: Range[], idx: number, a: CniArgs): CniIp {
   const lastFile = join(dir, `last_reserved_ip.${idx}`);
   let last: bigint | undefined;
   try {
-    last = parseIp(readFileSync(lastFile, 'utf8').trim()).value;
+    last = parseIp((readNoFollow(lastFile) ?? '').trim()).value;
   } catch {
-    last = undefined;
+    last = undefined; // absent or not an address: start at the beginning
   }
   // Serial order across the set's ranges, starting after the last address handed out.
   let startRange = 0;
@@ -166,10 +211,14 @@ function allocateIn(dir: string, set: Range[], idx: number, a: CniArgs): CniIp {
     if (ip !== r.gateway) {
       const name = formatIp({ family, value: ip });
       try {
+        // O_EXCL also refuses a symlink at the path (the kernel never follows one with O_CREAT|O_EXCL).
         const fd = openSync(join(dir, name), fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644);
-        writeFileSync(fd, owner(a));
-        closeSync(fd);
-        writeFileSync(lastFile, name);
+        try {
+          writeSync(fd, owner(a));
+        } finally {
+          closeSync(fd);
+        }
+        replaceFile(lastFile, name);
         return pick(r, ip);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -185,14 +234,18 @@ function allocateIn(dir: string, set: Range[], idx: number, a: CniArgs): CniIp {
   throw new CniError(CNI_ERR.TRY_AGAIN_LATER, `no free address left in range set ${idx} (${set.map((r) => formatIp({ family, value: r.subnet.network }) + '/' + r.subnet.prefixLen).join(', ')})`);
 }
 
-export function ipamPlugin(): CniPlugin {
-  const dirOf = (a: CniArgs, conf: IpamConf) => join(conf.dataDir ?? DEFAULT_DATA_DIR, a.conf.name);
+export function ipamPlugin(h: CniHost): CniPlugin {
+  const dirOf = (a: CniArgs, conf: IpamConf) => {
+    // skel has checked the name already; the path must stay inside dataDir whoever calls.
+    if (!CNI_NAME_RE.test(a.conf.name)) throw new CniError(CNI_ERR.INVALID_CONFIG, `invalid network name ${JSON.stringify(a.conf.name)}`);
+    return join(conf.dataDir ?? DEFAULT_DATA_DIR, a.conf.name);
+  };
   return {
     keys: 'any',
     async add(a: CniArgs): Promise<CniResult> {
       const { sets, conf } = parseIpamConf(a.conf.ipam);
       const dir = dirOf(a, conf);
-      const ips = withLock(dir, () => {
+      const ips = await withLock(h, dir, () => {
         const got: CniIp[] = [];
         try {
           sets.forEach((set, i) => got.push(allocateIn(dir, set, i, a)));
@@ -212,14 +265,14 @@ export function ipamPlugin(): CniPlugin {
     },
     async del(a: CniArgs): Promise<void> {
       const dir = dirOf(a, parseIpamConf(a.conf.ipam).conf);
-      withLock(dir, () => {
+      await withLock(h, dir, () => {
         for (const f of heldBy(dir, a)) unlinkSync(join(dir, f));
       });
     },
     async check(a: CniArgs): Promise<void> {
       const { sets, conf } = parseIpamConf(a.conf.ipam);
       const dir = dirOf(a, conf);
-      const held = withLock(dir, () => heldBy(dir, a)).map((f) => parseIp(f));
+      const held = (await withLock(h, dir, () => heldBy(dir, a))).map((f) => parseIp(f));
       for (let i = 0; i < sets.length; i++) {
         if (!held.some((ip) => sets[i]!.some((r) => cidrContains(r.subnet, ip)))) {
           throw new CniError(CNI_ERR.CHECK_FAILED, `${a.containerId}/${a.ifname} holds no address in range set ${i}`);
@@ -228,11 +281,10 @@ export function ipamPlugin(): CniPlugin {
     },
     async gc(a: CniArgs): Promise<void> {
       const conf = parseIpamConf(a.conf.ipam).conf;
-      const list = (a.conf['cni.dev/valid-attachments'] ?? a.conf['cni.dev/attachments'] ?? []) as Array<{ containerID?: string; ifname?: string }>;
-      if (!Array.isArray(list)) throw new CniError(CNI_ERR.INVALID_CONFIG, 'cni.dev/valid-attachments must be a list');
+      const list = validAttachments(a.conf);
       const valid = new Set(list.map((x) => `${x.containerID}\n${x.ifname}`));
       const dir = dirOf(a, conf);
-      withLock(dir, () => {
+      await withLock(h, dir, () => {
         for (const f of readdirSync(dir).filter(isAddressFile)) {
           const o = readOwner(dir, f);
           if (o && !valid.has(`${o.containerId}\n${o.ifname}`)) unlinkSync(join(dir, f));
@@ -243,7 +295,7 @@ export function ipamPlugin(): CniPlugin {
       // Ready when the configuration is valid and the network's directory can be written.
       const dir = dirOf(a, parseIpamConf(a.conf.ipam).conf);
       try {
-        ensureDir(dir);
+        networkDir(dir);
         accessSync(dir, fsc.W_OK);
       } catch (err) {
         throw new CniError(CNI_ERR.NOT_AVAILABLE, `tsnet-ipam cannot write its data directory ${dir}: ${(err as Error).message}`);

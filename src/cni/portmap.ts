@@ -9,17 +9,29 @@
 // same rules in an `inet tsnet_cni` table (base chains prerouting, output and
 // postrouting), each carrying the attachment's comment; DEL finds them by comment
 // and deletes them by handle, in one `nft -f -` transaction.
-import type { SystemPorts } from '../system/ports.js';
+//
+// 127.0.0.1 access needs route_localnet on the interface that leads to the
+// container, which on its own would let that side reach the host's loopback-only
+// services (CVE-2020-8558). So: the interface is the one the kernel routes the
+// container's address through (never a name from prevResult); a guard that drops
+// 127.0.0.0/8 arriving on any interface but lo goes in before route_localnet is
+// turned on; and the last DEL that needed it puts both back as they were.
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { formatIp, parseCidr, parseIp } from '../ipam/addr.js';
 import { CniError, type CniArgs, type CniPlugin } from './skel.js';
-import { CNI_ERR, type CniResult } from './spec.js';
-import { applyTagged, ruleTag, tagged } from './rules.js';
+import { CNI_ERR, parsePrevResult, validAttachments, type CniResult } from './spec.js';
+import { applyTagged, cniRunDir, networkTagPrefix, ruleTag, tagged, withFirewallLock, type CniHost } from './rules.js';
 import { parseIptablesSave } from '../firewall/iptables/parse.js';
+import { CNI_PORTMAP } from '../firewall/ownership.js';
+import { ifaceText } from '../firewall/text.js';
+import { CommandError } from '../errors.js';
 import { onPath } from '../system/real/exec.js';
 
 const KEYS = ['snat', 'backend', 'markMasqBit', 'externalSetMarkChain', 'conditionsV4', 'conditionsV6'];
-const DNAT_CHAIN = 'TSNET-CNI-HOSTPORT';
-const SNAT_CHAIN = 'TSNET-CNI-HOSTPORT-SNAT';
+const [DNAT_CHAIN, SNAT_CHAIN, GUARD_CHAIN] = CNI_PORTMAP.chains;
+const GUARD_RULE = '-d 127.0.0.0/8 ! -i lo -j DROP';
+const GUARD_TAG = 'tsnet-pm:localnet-guard';
 
 interface Mapping {
   hostPort: number;
@@ -30,7 +42,7 @@ interface Mapping {
 
 type Backend = 'iptables' | 'nftables';
 
-function backendOf(sys: SystemPorts, a: CniArgs): Backend {
+function backendOf(a: CniArgs): Backend {
   const b = (a.conf as Record<string, unknown>).backend;
   // Unset: iptables (the reference's default) unless only nft is installed.
   if (b === undefined) return !onPath('iptables-restore', a.env) && onPath('nft', a.env) ? 'nftables' : 'iptables';
@@ -44,20 +56,25 @@ function parseMappings(a: CniArgs): Mapping[] {
     const v = (a.conf as Record<string, unknown>)[k];
     if (v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0)) throw new CniError(CNI_ERR.UNSUPPORTED_FIELD, `"${k}" is not supported by tsnet-portmap yet`);
   }
-  const raw = (a.conf.runtimeConfig?.portMappings ?? []) as unknown;
+  const rc = a.conf.runtimeConfig;
+  if (rc !== undefined && (typeof rc !== 'object' || rc === null || Array.isArray(rc))) throw new CniError(CNI_ERR.INVALID_CONFIG, 'runtimeConfig must be an object');
+  const raw = (rc?.portMappings ?? []) as unknown;
   if (!Array.isArray(raw)) throw new CniError(CNI_ERR.INVALID_CONFIG, 'runtimeConfig.portMappings must be a list');
-  return raw.map((m: Record<string, unknown>, i) => {
+  return raw.map((m: unknown, i) => {
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new CniError(CNI_ERR.INVALID_CONFIG, `portMappings[${i}] must be an object (got ${JSON.stringify(m)})`);
+    const e = m as Record<string, unknown>;
     const port = (k: string) => {
-      const v = m[k];
+      const v = e[k];
       if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > 65535) throw new CniError(CNI_ERR.INVALID_CONFIG, `portMappings[${i}].${k} must be a port number (got ${JSON.stringify(v)})`);
       return v as number;
     };
-    const protocol = String(m.protocol ?? 'tcp').toLowerCase();
+    if (e.protocol !== undefined && typeof e.protocol !== 'string') throw new CniError(CNI_ERR.INVALID_CONFIG, `portMappings[${i}].protocol must be a string`);
+    const protocol = String(e.protocol ?? 'tcp').toLowerCase();
     if (!['tcp', 'udp', 'sctp'].includes(protocol)) throw new CniError(CNI_ERR.INVALID_CONFIG, `portMappings[${i}].protocol "${protocol}" is not tcp, udp or sctp`);
     let hostIP = '';
-    if (m.hostIP !== undefined && m.hostIP !== '' && m.hostIP !== '0.0.0.0' && m.hostIP !== '::') {
+    if (e.hostIP !== undefined && e.hostIP !== '' && e.hostIP !== '0.0.0.0' && e.hostIP !== '::') {
       try {
-        hostIP = formatIp(parseIp(String(m.hostIP)));
+        hostIP = formatIp(parseIp(String(e.hostIP)));
       } catch (err) {
         throw new CniError(CNI_ERR.INVALID_CONFIG, `portMappings[${i}].hostIP: ${(err as Error).message}`);
       }
@@ -67,18 +84,24 @@ function parseMappings(a: CniArgs): Mapping[] {
 }
 
 function containerIps(a: CniArgs): Array<{ family: 4 | 6; ip: string }> {
-  const prev = a.conf.prevResult;
-  if (!prev) throw new CniError(CNI_ERR.INVALID_CONFIG, 'tsnet-portmap must be chained after a plugin that returns a result (no prevResult)');
+  if (a.conf.prevResult === undefined) throw new CniError(CNI_ERR.INVALID_CONFIG, 'tsnet-portmap must be chained after a plugin that returns a result (no prevResult)');
+  const prev = parsePrevResult(a.conf.prevResult);
   const sandboxIfaces = new Set((prev.interfaces ?? []).map((x, i) => (x.sandbox ? i : -1)).filter((i) => i >= 0));
   return (prev.ips ?? [])
     .filter((ip) => ip.interface === undefined || sandboxIfaces.has(ip.interface) || !sandboxIfaces.size)
     .map((ip) => {
-      const c = parseCidr(ip.address);
+      let c;
+      try {
+        c = parseCidr(ip.address, { what: 'prevResult address' });
+      } catch (err) {
+        throw new CniError(CNI_ERR.INVALID_CONFIG, (err as Error).message);
+      }
       return { family: c.family, ip: formatIp({ family: c.family, value: c.address }) };
     });
 }
 
-function rulesFor(tag: string, maps: Mapping[], ips: Array<{ family: 4 | 6; ip: string }>, snat: boolean) {
+/** iptables rules. The 127.0.0.0/8 masquerade names the interface, so DEL sees which interfaces still need route_localnet. */
+function rulesFor(tag: string, maps: Mapping[], ips: Array<{ family: 4 | 6; ip: string }>, snat: boolean, localnetIf: string | undefined) {
   const dnat: Record<4 | 6, string[]> = { 4: [], 6: [] };
   const masq: Record<4 | 6, string[]> = { 4: [], 6: [] };
   for (const m of maps) {
@@ -90,7 +113,9 @@ function rulesFor(tag: string, maps: Mapping[], ips: Array<{ family: 4 | 6; ip: 
       if (snat) {
         const host = `${ip}/${family === 4 ? 32 : 128}`;
         masq[family].push(`-s ${host} -d ${host} -p ${m.protocol} -m ${m.protocol} --dport ${m.containerPort} -m comment --comment "${tag}" -j MASQUERADE`);
-        if (family === 4) masq[4].push(`-s 127.0.0.0/8 -d ${host} -p ${m.protocol} -m ${m.protocol} --dport ${m.containerPort} -m comment --comment "${tag}" -j MASQUERADE`);
+        if (family === 4 && localnetIf) {
+          masq[4].push(`-s 127.0.0.0/8 -d ${host} -o ${localnetIf} -p ${m.protocol} -m ${m.protocol} --dport ${m.containerPort} -m comment --comment "${tag}" -j MASQUERADE`);
+        }
       }
     }
   }
@@ -98,7 +123,7 @@ function rulesFor(tag: string, maps: Mapping[], ips: Array<{ family: 4 | 6; ip: 
 }
 
 /** The same rules in nft syntax, by base chain of the `inet tsnet_cni` table. */
-function nftRulesFor(tag: string, maps: Mapping[], ips: Array<{ family: 4 | 6; ip: string }>, snat: boolean): { dnat: string[]; masq: string[] } {
+function nftRulesFor(tag: string, maps: Mapping[], ips: Array<{ family: 4 | 6; ip: string }>, snat: boolean, localnetIf: string | undefined): { dnat: string[]; masq: string[] } {
   const dnat: string[] = [];
   const masq: string[] = [];
   for (const m of maps) {
@@ -110,26 +135,34 @@ function nftRulesFor(tag: string, maps: Mapping[], ips: Array<{ family: 4 | 6; i
       dnat.push(`${dst} fib daddr type local ${m.protocol} dport ${m.hostPort} dnat ${fam} to ${to} comment "${tag}"`);
       if (snat) {
         masq.push(`${fam} saddr ${ip} ${fam} daddr ${ip} ${m.protocol} dport ${m.containerPort} masquerade comment "${tag}"`);
-        if (family === 4) masq.push(`ip saddr 127.0.0.0/8 ip daddr ${ip} ${m.protocol} dport ${m.containerPort} masquerade comment "${tag}"`);
+        if (family === 4 && localnetIf) masq.push(`ip saddr 127.0.0.0/8 ip daddr ${ip} oifname "${localnetIf}" ${m.protocol} dport ${m.containerPort} masquerade comment "${tag}"`);
       }
     }
   }
   return { dnat, masq };
 }
 
-const NFT_TABLE = 'inet tsnet_cni';
+const NFT_TABLE = CNI_PORTMAP.nftTables[0];
 const NFT_SKELETON = [
   `add table ${NFT_TABLE}`,
   `add chain ${NFT_TABLE} prerouting { type nat hook prerouting priority dstnat; }`,
   `add chain ${NFT_TABLE} output { type nat hook output priority -100; }`,
   `add chain ${NFT_TABLE} postrouting { type nat hook postrouting priority srcnat; }`,
+  `add chain ${NFT_TABLE} localnet { type filter hook prerouting priority raw; }`,
 ];
+const NFT_GUARD = `ip daddr 127.0.0.0/8 iifname != "lo" drop comment "${GUARD_TAG}"`;
 
-/** Our table's rules: chain, text (as nft prints it) and handle. Empty when the table does not exist. */
-async function nftRules(sys: SystemPorts): Promise<Array<{ chain: string; rule: string; handle: number }>> {
-  const r = await sys.exec.run(['nft', '-a', 'list', 'table', ...NFT_TABLE.split(' ')], { allowFail: true });
-  if (r.code !== 0) return [];
-  const out: Array<{ chain: string; rule: string; handle: number }> = [];
+interface NftRule {
+  chain: string;
+  rule: string;
+  handle: number;
+}
+
+/** Our table's rules: chain, text (as nft prints it) and handle. undefined when the table does not exist. */
+async function nftRules(h: CniHost): Promise<NftRule[] | undefined> {
+  const r = await h.sys.exec.run(['nft', '-a', 'list', 'table', ...NFT_TABLE.split(' ')], { allowFail: true });
+  if (r.code !== 0) return undefined;
+  const out: NftRule[] = [];
   let chain = '';
   for (const line of r.stdout.split('\n')) {
     const c = /^\s*chain (\S+) \{/.exec(line);
@@ -140,97 +173,182 @@ async function nftRules(sys: SystemPorts): Promise<Array<{ chain: string; rule: 
   return out;
 }
 
-/** One nft transaction: delete our rules that match, then add (DNAT from prerouting and output). */
-async function applyNft(sys: SystemPorts, dnat: string[], masq: string[], remove: (r: string) => boolean): Promise<void> {
-  const existing = await nftRules(sys);
-  const lines = existing.filter((x) => remove(x.rule)).map((x) => `delete rule ${NFT_TABLE} ${x.chain} handle ${x.handle}`);
-  if (dnat.length || masq.length) {
-    lines.unshift(...NFT_SKELETON);
+/**
+ * One nft transaction: delete our rules that match, add new ones (DNAT from
+ * prerouting and output), keep the localnet guard while any masquerade rule is
+ * left, and delete the table when nothing is left. Returns the rules remaining.
+ */
+async function applyNft(h: CniHost, dnat: string[], masq: string[], remove: (r: string) => boolean, before?: (left: string[]) => void): Promise<string[]> {
+  const existing = (await nftRules(h)) ?? [];
+  const ours = existing.filter((x) => x.rule !== NFT_GUARD);
+  const gone = ours.filter((x) => remove(x.rule));
+  const kept = ours.filter((x) => !remove(x.rule));
+  const left = [...kept.map((x) => x.rule), ...dnat, ...masq];
+  const keptMasq = kept.some((x) => x.chain === 'postrouting') || masq.length > 0;
+  const guard = existing.find((x) => x.rule === NFT_GUARD);
+  const lines: string[] = [];
+  if (!left.length) {
+    if (existing.length) lines.push(`delete table ${NFT_TABLE}`);
+  } else {
+    lines.push(...NFT_SKELETON);
+    if (keptMasq && !guard) lines.push(`add rule ${NFT_TABLE} localnet ${NFT_GUARD}`);
+    for (const x of gone) lines.push(`delete rule ${NFT_TABLE} ${x.chain} handle ${x.handle}`);
+    if (!keptMasq && guard) lines.push(`delete rule ${NFT_TABLE} localnet handle ${guard.handle}`);
     for (const r of dnat) lines.push(`add rule ${NFT_TABLE} prerouting ${r}`, `add rule ${NFT_TABLE} output ${r}`);
     for (const r of masq) lines.push(`add rule ${NFT_TABLE} postrouting ${r}`);
   }
-  if (!lines.length) return;
-  const res = await sys.exec.run(['nft', '-f', '-'], { input: `${lines.join('\n')}\n`, allowFail: true });
-  if (res.code !== 0) throw new CniError(CNI_ERR.IO_FAILURE, `nft: ${res.stderr.trim()}`);
+  before?.(left);
+  if (!lines.length) return left;
+  const res = await h.sys.exec.run(['nft', '-f', '-'], { input: `${lines.join('\n')}\n`, allowFail: true });
+  if (res.code !== 0) throw new CommandError(['nft', '-f', '-'], res.code, res.stderr);
+  return left;
 }
 
-/** DNAT and masquerade chains change in one save + restore per family. */
-async function apply(sys: SystemPorts, dnat: Record<4 | 6, string[]>, masq: Record<4 | 6, string[]>, remove: (r: string) => boolean): Promise<void> {
-  await applyTagged(sys.exec, 'nat', [
-    {
-      chain: DNAT_CHAIN,
-      hooks: [
-        { chain: 'PREROUTING', rule: `-m addrtype --dst-type LOCAL -j ${DNAT_CHAIN}` },
-        { chain: 'OUTPUT', rule: `-m addrtype --dst-type LOCAL -j ${DNAT_CHAIN}` },
-      ],
-      add: dnat,
-      remove,
-    },
-    { chain: SNAT_CHAIN, hooks: [{ chain: 'POSTROUTING', rule: `-j ${SNAT_CHAIN}` }], add: masq, remove },
-  ]);
+/**
+ * The iptables rules of a change, in one save + restore per family: the raw-table
+ * localnet guard (kept while any 127.0.0.0/8 masquerade rule is left), DNAT and
+ * masquerade. `before` sees the masquerade rules that will remain before anything
+ * is written; the remaining ones are returned.
+ */
+async function applyIpt(h: CniHost, dnat: Record<4 | 6, string[]>, masq: Record<4 | 6, string[]>, remove: (r: string) => boolean, before?: (left: string[]) => void): Promise<string[]> {
+  const snatKey = `nat/${SNAT_CHAIN}`;
+  const remaining = await applyTagged(
+    h.sys.exec,
+    [
+      {
+        table: 'nat',
+        chain: DNAT_CHAIN,
+        hooks: [
+          { chain: 'PREROUTING', rule: `-m addrtype --dst-type LOCAL -j ${DNAT_CHAIN}` },
+          { chain: 'OUTPUT', rule: `-m addrtype --dst-type LOCAL -j ${DNAT_CHAIN}` },
+        ],
+        add: dnat,
+        remove,
+        dropWhenEmpty: true,
+      },
+      { table: 'nat', chain: SNAT_CHAIN, hooks: [{ chain: 'POSTROUTING', rule: `-j ${SNAT_CHAIN}` }], add: masq, remove, dropWhenEmpty: true },
+      // After the masquerade chain it depends on (onlyWhile reads what that one keeps).
+      { table: 'raw', chain: GUARD_CHAIN, hooks: [{ chain: 'PREROUTING', rule: `-j ${GUARD_CHAIN}` }], add: { 4: [GUARD_RULE], 6: [] }, remove: () => false, unique: true, onlyWhile: snatKey },
+    ],
+    (r) => before?.(r.get(snatKey) ?? []),
+  );
+  return remaining.get(snatKey) ?? [];
 }
 
-export function portmapPlugin(sys: SystemPorts): CniPlugin {
+async function savedRules(h: CniHost, table: string, chain: string, family: 4 | 6): Promise<string[]> {
+  const r = await h.sys.exec.run([family === 4 ? 'iptables-save' : 'ip6tables-save', '-t', table], { allowFail: true });
+  return r.code === 0 ? parseIptablesSave(r.stdout).get(table)?.rules.get(chain) ?? [] : [];
+}
+
+/** The host interface the kernel routes an address through (as the reference plugin finds it). */
+async function routedInterface(h: CniHost, ip: string): Promise<string | undefined> {
+  const nl = h.sys.netlink();
+  try {
+    const route = await nl.routeGet(4, ip);
+    if (!route?.oif) return undefined;
+    const link = await nl.getLinkByIndex(route.oif);
+    return link ? ifaceText(link.name) : undefined;
+  } finally {
+    nl.close();
+  }
+}
+
+/**
+ * route_localnet bookkeeping: a marker file per interface whose route_localnet
+ * tsnet-portmap turned on, so the last DEL that needed it turns it off again (and
+ * one that was on before is left alone).
+ */
+const markerDir = (h: CniHost) => join(cniRunDir(h.runDir), 'localnet');
+const localnetKey = (ifname: string) => `net/ipv4/conf/${ifname}/route_localnet`;
+
+function enableLocalnet(h: CniHost, ifname: string): void {
+  if (h.sys.sysctl.get(localnetKey(ifname)) !== '0') return; // on already (not ours to undo), or no such interface
+  mkdirSync(markerDir(h), { recursive: true, mode: 0o700 });
+  writeFileSync(join(markerDir(h), ifname), '');
+  h.sys.sysctl.set(localnetKey(ifname), '1');
+}
+
+/** Turns route_localnet off where we turned it on and no remaining rule leads 127/8 there. */
+function releaseLocalnet(h: CniHost, remaining: string[]): void {
+  if (!existsSync(markerDir(h))) return;
+  for (const ifname of readdirSync(markerDir(h))) {
+    const used = remaining.some((r) => r.includes(`-o ${ifname} `) || r.includes(`oifname "${ifname}"`));
+    if (used) continue;
+    if (h.sys.sysctl.get(localnetKey(ifname)) === '1') h.sys.sysctl.set(localnetKey(ifname), '0');
+    rmSync(join(markerDir(h), ifname), { force: true });
+  }
+}
+
+export function portmapPlugin(h: CniHost): CniPlugin {
   const tagOf = (a: CniArgs) => ruleTag('tsnet-pm', a.conf.name, a.containerId, a.ifname);
-  /** Removes matching rules of the configured backend. */
-  const removeAll = (a: CniArgs, remove: (r: string) => boolean) =>
-    backendOf(sys, a) === 'nftables' ? applyNft(sys, [], [], remove) : apply(sys, { 4: [], 6: [] }, { 4: [], 6: [] }, remove);
+  /** Removes matching rules of the configured backend, then what no rule needs any more. */
+  const removeMatching = (a: CniArgs, remove: (r: string) => boolean) =>
+    withFirewallLock(h, async () => {
+      // route_localnet goes off before the rules (and the guard) that covered it.
+      const release = (left: string[]) => releaseLocalnet(h, left);
+      if (backendOf(a) === 'nftables') await applyNft(h, [], [], remove, release);
+      else await applyIpt(h, { 4: [], 6: [] }, { 4: [], 6: [] }, remove, release);
+    });
   return {
     keys: KEYS,
     async add(a: CniArgs): Promise<CniResult> {
       const maps = parseMappings(a);
-      const prev = a.conf.prevResult!;
-      if (!maps.length) return { ...(prev ?? {}), cniVersion: a.conf.cniVersion };
       const ips = containerIps(a);
-      const snat = (a.conf as { snat?: boolean }).snat !== false;
+      const prev = parsePrevResult(a.conf.prevResult);
+      if (!maps.length) return { ...prev, cniVersion: a.conf.cniVersion };
+      const snat = (a.conf as { snat?: unknown }).snat !== false;
       const tag = tagOf(a);
-      const backend = backendOf(sys, a);
+      const backend = backendOf(a);
+      const v4 = ips.find((x) => x.family === 4)?.ip;
+      // 127.0.0.1 reaches the container through the interface its address is routed by.
+      const localnetIf = snat && v4 ? await routedInterface(h, v4) : undefined;
       try {
-        if (backend === 'nftables') {
-          const r = nftRulesFor(tag, maps, ips, snat);
-          await applyNft(sys, r.dnat, r.masq, tagged(tag));
-        } else {
-          const r = rulesFor(tag, maps, ips, snat);
-          await apply(sys, r.dnat, r.masq, tagged(tag));
-        }
-        // 127.0.0.1 reaches the container only with route_localnet on the host side (the bridge).
-        if (snat) {
-          for (const i of prev.interfaces ?? []) {
-            if (!i.sandbox && sys.sysctl.get(`net/ipv4/conf/${i.name}/route_localnet`) === '0') sys.sysctl.set(`net/ipv4/conf/${i.name}/route_localnet`, '1');
+        await withFirewallLock(h, async () => {
+          if (backend === 'nftables') {
+            const r = nftRulesFor(tag, maps, ips, snat, localnetIf);
+            await applyNft(h, r.dnat, r.masq, tagged(tag));
+          } else {
+            const r = rulesFor(tag, maps, ips, snat, localnetIf);
+            await applyIpt(h, r.dnat, r.masq, tagged(tag));
           }
-        }
+          // Only now, with the guard in place, may 127/8 cross into that interface.
+          if (localnetIf) enableLocalnet(h, localnetIf);
+        });
       } catch (err) {
-        await removeAll(a, tagged(tag)).catch(() => undefined);
+        try {
+          await removeMatching(a, tagged(tag));
+        } catch (undoErr) {
+          h.log.error({ err: undoErr }, 'tsnet-portmap: rollback could not remove the rules of the failed ADD');
+        }
         throw err;
       }
       return { ...prev, cniVersion: a.conf.cniVersion };
     },
     async del(a: CniArgs): Promise<void> {
-      await removeAll(a, tagged(tagOf(a)));
+      await removeMatching(a, tagged(tagOf(a)));
     },
     async check(a: CniArgs): Promise<void> {
       const maps = parseMappings(a);
       if (!maps.length) return;
-      if (backendOf(sys, a) === 'nftables') {
-        const have = (await nftRules(sys)).filter((x) => x.chain === 'prerouting').map((x) => x.rule);
-        for (const r of nftRulesFor(tagOf(a), maps, containerIps(a), false).dnat) if (!have.includes(r)) throw new CniError(CNI_ERR.CHECK_FAILED, `port mapping rule missing: ${r}`);
+      const ips = containerIps(a);
+      if (backendOf(a) === 'nftables') {
+        const have = ((await nftRules(h)) ?? []).filter((x) => x.chain === 'prerouting').map((x) => x.rule);
+        for (const r of nftRulesFor(tagOf(a), maps, ips, false, undefined).dnat) if (!have.includes(r)) throw new CniError(CNI_ERR.CHECK_FAILED, `port mapping rule missing: ${r}`);
         return;
       }
-      const { dnat } = rulesFor(tagOf(a), maps, containerIps(a), false);
+      const { dnat } = rulesFor(tagOf(a), maps, ips, false, undefined);
       for (const family of [4, 6] as const) {
         if (!dnat[family].length) continue;
-        const saved = await sys.exec.run([family === 4 ? 'iptables-save' : 'ip6tables-save', '-t', 'nat'], { allowFail: true });
-        const have = parseIptablesSave(saved.stdout).get('nat')?.rules.get(DNAT_CHAIN) ?? [];
+        const have = await savedRules(h, 'nat', DNAT_CHAIN, family);
         for (const r of dnat[family]) if (!have.includes(r)) throw new CniError(CNI_ERR.CHECK_FAILED, `port mapping rule missing: ${r}`);
       }
     },
     async gc(a: CniArgs): Promise<void> {
-      const list = (a.conf['cni.dev/valid-attachments'] ?? a.conf['cni.dev/attachments'] ?? []) as Array<{ containerID?: string; ifname?: string }>;
-      const keep = new Set(list.map((x) => ruleTag('tsnet-pm', a.conf.name, String(x.containerID), String(x.ifname))));
-      await removeAll(a, tagged('', { prefix: `tsnet-pm:${a.conf.name}:`, keep }));
+      const keep = new Set(validAttachments(a.conf).map((x) => ruleTag('tsnet-pm', a.conf.name, x.containerID, x.ifname)));
+      await removeMatching(a, tagged('', { prefix: networkTagPrefix('tsnet-pm', a.conf.name), keep }));
     },
     async status(a: CniArgs): Promise<void> {
-      const backend = backendOf(sys, a);
+      const backend = backendOf(a);
       const tool = backend === 'nftables' ? 'nft' : 'iptables-restore';
       if (!onPath(tool, a.env)) throw new CniError(CNI_ERR.NOT_AVAILABLE, `backend ${backend} needs ${tool}, which is not on PATH`);
     },

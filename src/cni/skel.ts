@@ -4,7 +4,7 @@
 // stdout: the result (ADD), version information (VERSION), an error object, or
 // nothing. Errors exit 1 with the spec's codes.
 import { asTsnetError, TsnetError } from '../errors.js';
-import { CNI_ERR, COMMON_KEYS, LATEST, SUPPORTED_VERSIONS, resultFor, versionAtLeast, type CniResult, type NetConf } from './spec.js';
+import { CNI_ERR, CniError, COMMON_KEYS, LATEST, SUPPORTED_VERSIONS, resultFor, versionAtLeast, type CniResult, type NetConf } from './spec.js';
 
 export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'VERSION' | 'GC' | 'STATUS';
 
@@ -31,15 +31,7 @@ export interface CniPlugin {
   status?(a: CniArgs): Promise<void>;
 }
 
-export class CniError extends Error {
-  constructor(
-    readonly code: number,
-    message: string,
-    readonly details = '',
-  ) {
-    super(message);
-  }
-}
+export { CniError };
 
 const REQUIRED: Record<CniCommand, Array<'CNI_CONTAINERID' | 'CNI_NETNS' | 'CNI_IFNAME'>> = {
   ADD: ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'],
@@ -49,6 +41,17 @@ const REQUIRED: Record<CniCommand, Array<'CNI_CONTAINERID' | 'CNI_NETNS' | 'CNI_
   GC: [],
   STATUS: [],
 };
+
+/** The spec's (and libcni's) rule for network names and container ids. */
+export const CNI_NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+/** CNI_IFNAME as the spec's reference skeleton accepts it: 1-15 bytes, not . or .., no '/', ':' or whitespace. */
+export function validateCniIfname(ifname: string): void {
+  if (Buffer.byteLength(ifname) > 15) throw new CniError(CNI_ERR.INVALID_ENV, `CNI_IFNAME "${ifname}" is longer than 15 bytes`);
+  if (ifname === '.' || ifname === '..' || /[/:\s\0]/.test(ifname)) {
+    throw new CniError(CNI_ERR.INVALID_ENV, `CNI_IFNAME ${JSON.stringify(ifname)} must not be . or .. or contain '/', ':' or whitespace`);
+  }
+}
 
 export function parseCniArgs(text: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
@@ -70,7 +73,8 @@ export async function runCni(plugin: CniPlugin, io: CniIo): Promise<{ stdout: st
   let version = LATEST;
   try {
     const command = io.env.CNI_COMMAND as CniCommand | undefined;
-    if (!command || !(command in REQUIRED)) {
+    // Own keys only: "toString" is in every object.
+    if (!command || !Object.hasOwn(REQUIRED, command)) {
       throw new CniError(CNI_ERR.INVALID_ENV, `CNI_COMMAND must be one of ${Object.keys(REQUIRED).join(', ')} (got "${command ?? ''}")`);
     }
     if (command === 'VERSION') {
@@ -91,12 +95,20 @@ export async function runCni(plugin: CniPlugin, io: CniIo): Promise<{ stdout: st
       throw new CniError(CNI_ERR.INCOMPATIBLE_VERSION, `${command} needs cniVersion 1.1.0 or later (the configuration says ${version})`);
     }
     if (typeof conf.name !== 'string' || !conf.name) throw new CniError(CNI_ERR.INVALID_CONFIG, 'the network configuration has no "name"');
+    // The name ends up in rule comments, link aliases and IPAM paths: only the spec's characters.
+    if (!CNI_NAME_RE.test(conf.name)) {
+      throw new CniError(CNI_ERR.INVALID_CONFIG, `invalid characters in network name ${JSON.stringify(conf.name)}: use letters, digits, '_', '.' and '-', starting with a letter or digit`);
+    }
     if (typeof conf.type !== 'string' || !conf.type) throw new CniError(CNI_ERR.INVALID_CONFIG, 'the network configuration has no "type"');
     const known = new Set([...COMMON_KEYS, ...(plugin.keys === 'any' ? [] : plugin.keys)]);
     const unknown = plugin.keys === 'any' ? [] : Object.keys(conf).filter((k) => !known.has(k));
     if (unknown.length) throw new CniError(CNI_ERR.UNSUPPORTED_FIELD, `unsupported field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')} for ${conf.type}`);
     const missing = REQUIRED[command].filter((k) => !io.env[k]);
     if (missing.length) throw new CniError(CNI_ERR.INVALID_ENV, `missing environment variable${missing.length > 1 ? 's' : ''} ${missing.join(', ')} for ${command}`);
+    if (REQUIRED[command].includes('CNI_CONTAINERID') && !CNI_NAME_RE.test(io.env.CNI_CONTAINERID!)) {
+      throw new CniError(CNI_ERR.INVALID_ENV, `invalid characters in CNI_CONTAINERID ${JSON.stringify(io.env.CNI_CONTAINERID)}: use letters, digits, '_', '.' and '-', starting with a letter or digit`);
+    }
+    if (REQUIRED[command].includes('CNI_IFNAME')) validateCniIfname(io.env.CNI_IFNAME!);
     const args: CniArgs = {
       command,
       containerId: io.env.CNI_CONTAINERID ?? '',

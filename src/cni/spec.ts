@@ -72,3 +72,60 @@ export function resultFor(version: string, r: CniResult): Record<string, unknown
   }
   return base;
 }
+
+/** An error with the spec's code, as plugins report it (skel prints it as the spec's error object). */
+export class CniError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly details = '',
+  ) {
+    super(message);
+  }
+}
+const shapeError = (msg: string) => new CniError(CNI_ERR.INVALID_CONFIG, msg);
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * A prevResult as the runtime passed it, checked field by field: a chained plugin
+ * reads addresses and interfaces from it, and a malformed one is the caller's
+ * configuration error (code 7), not a crash.
+ */
+export function parsePrevResult(v: unknown): CniResult {
+  if (!isObject(v)) throw shapeError('prevResult must be an object');
+  const list = (key: string) => {
+    const x = v[key];
+    if (x === undefined || x === null) return [];
+    if (!Array.isArray(x)) throw shapeError(`prevResult.${key} must be a list`);
+    return x as unknown[];
+  };
+  const interfaces = list('interfaces').map((x, i) => {
+    if (!isObject(x) || typeof x.name !== 'string') throw shapeError(`prevResult.interfaces[${i}] must be an object with a "name"`);
+    if (x.sandbox !== undefined && typeof x.sandbox !== 'string') throw shapeError(`prevResult.interfaces[${i}].sandbox must be a string`);
+    return x as unknown as CniInterface;
+  });
+  const ips = list('ips').map((x, i) => {
+    if (!isObject(x) || typeof x.address !== 'string') throw shapeError(`prevResult.ips[${i}] must be an object with an "address"`);
+    if (x.interface !== undefined && (!Number.isInteger(x.interface) || (x.interface as number) < 0)) throw shapeError(`prevResult.ips[${i}].interface must be an index into interfaces`);
+    if (x.gateway !== undefined && typeof x.gateway !== 'string') throw shapeError(`prevResult.ips[${i}].gateway must be a string`);
+    return x as unknown as CniIp;
+  });
+  const routes = list('routes').map((x, i) => {
+    if (!isObject(x) || typeof x.dst !== 'string') throw shapeError(`prevResult.routes[${i}] must be an object with a "dst"`);
+    return x as { dst: string; gw?: string };
+  });
+  return { ...(v as unknown as CniResult), interfaces, ips, routes };
+}
+
+/** GC's list of attachments still in use ("cni.dev/valid-attachments"), checked. */
+export function validAttachments(conf: NetConf): Array<{ containerID: string; ifname: string }> {
+  const raw = conf['cni.dev/valid-attachments'] ?? conf['cni.dev/attachments'] ?? [];
+  if (!Array.isArray(raw)) throw shapeError('cni.dev/valid-attachments must be a list');
+  return raw.map((x, i) => {
+    if (!isObject(x) || typeof x.containerID !== 'string' || typeof x.ifname !== 'string') {
+      throw shapeError(`cni.dev/valid-attachments[${i}] must be an object with "containerID" and "ifname"`);
+    }
+    return { containerID: x.containerID, ifname: x.ifname };
+  });
+}

@@ -1,12 +1,16 @@
 // The embedded, transactional state store. State is one JSON document, replaced
 // atomically (write to a temp file, rename). Writers serialise on an flock(2) of
-// a lock file, so any number of tsnet processes (CLI, CNI plugins, the daemon)
-// can act at once; readers need no lock because a rename is atomic.
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, constants as fsc } from 'node:fs';
+// the store's directory (a lock file could be deleted under a holder; a directory
+// with entries cannot), so any number of tsnet processes can act at once; readers
+// need no lock because a rename is atomic. Every write keeps the state it replaces
+// as state.json.bak, and a state file that fails validation is reported with where
+// it is and how to recover, never as a JavaScript error.
+import { existsSync, linkSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { nativeAddon } from '../system/real/addon.js';
-import { TsnetError } from '../errors.js';
+import { SyscallError, TsnetError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { LockOps } from '../system/ports.js';
+import { RealLocks } from '../system/real/lock.js';
 
 export interface StoreTx<S> {
   /** The state as of lock time (or after the last write in this transaction). */
@@ -15,33 +19,79 @@ export interface StoreTx<S> {
   write(next: S): void;
 }
 
+export interface StoreOptions<S> {
+  /** Checks a parsed document; throws (any error, its message is shown) when it is not a valid state. */
+  validate?: (raw: unknown) => S;
+  locks?: LockOps;
+}
+
+export class StateInvalidError extends TsnetError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('STATE_INVALID', message, options);
+  }
+}
+
 export class Store<S> {
-  private readonly stateFile: string;
-  private readonly lockFile: string;
+  readonly stateFile: string;
+  readonly backupFile: string;
+  private readonly locks: LockOps;
 
   constructor(
     readonly dir: string,
     private readonly initial: () => S,
     private readonly log: Logger,
+    private readonly opts: StoreOptions<S> = {},
   ) {
     this.stateFile = join(dir, 'state.json');
-    this.lockFile = join(dir, 'lock');
+    this.backupFile = join(dir, 'state.json.bak');
+    this.locks = opts.locks ?? new RealLocks();
   }
 
   /** Lock-free snapshot read (returns the initial state when nothing was written yet). */
   read(): S {
+    let text: string;
     try {
-      return JSON.parse(readFileSync(this.stateFile, 'utf8')) as S;
+      text = readFileSync(this.stateFile, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return this.initial();
-      throw new TsnetError('INTERNAL', `state file ${this.stateFile} is unreadable: ${(err as Error).message}`, { cause: err });
+      throw new SyscallError('read', (err as NodeJS.ErrnoException).code ?? 'EIO', `state file ${this.stateFile} is unreadable: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      const raw: unknown = JSON.parse(text);
+      return this.opts.validate ? this.opts.validate(raw) : (raw as S);
+    } catch (err) {
+      const backup = existsSync(this.backupFile)
+        ? `the previous state is in ${this.backupFile}: restore it with 'cp ${this.backupFile} ${this.stateFile}'`
+        : `no backup exists: move it away to start from an empty state (kernel objects it described are then left behind)`;
+      throw new StateInvalidError(`state file ${this.stateFile} is invalid (${(err as Error).message}); ${backup}`, { cause: err });
     }
   }
 
   private writeAtomic(state: S): void {
     const tmp = `${this.stateFile}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
+    try {
+      writeFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
+    } catch (err) {
+      rmSync(tmp, { force: true }); // a full disk must not leave a partial file behind
+      const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+      throw new SyscallError('write', code, `cannot write the state file ${this.stateFile}: ${(err as Error).message}`, { cause: err });
+    }
+    // The state being replaced was validated when this transaction read it: keep it.
+    try {
+      rmSync(`${this.backupFile}.tmp`, { force: true });
+      linkSync(this.stateFile, `${this.backupFile}.tmp`);
+      renameSync(`${this.backupFile}.tmp`, this.backupFile);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ err }, 'could not keep a backup of the state file');
+    }
     renameSync(tmp, this.stateFile);
+  }
+
+  /** Temp files of writers that died mid-write (we hold the lock: nobody is writing). */
+  private removeStaleTemps(): void {
+    for (const f of readdirSync(this.dir)) {
+      if (/^state\.json\.\d+\.tmp$/.test(f)) rmSync(join(this.dir, f), { force: true });
+    }
   }
 
   /**
@@ -50,13 +100,8 @@ export class Store<S> {
    */
   async transact<T>(fn: (tx: StoreTx<S>) => Promise<T>): Promise<T> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const fd = openSync(this.lockFile, fsc.O_CREAT | fsc.O_RDWR, 0o600);
-    const addon = nativeAddon();
-    try {
-      if (!addon.flock(fd, 'ex', true)) {
-        this.log.debug('store busy, waiting for lock');
-        await waitForLock(fd);
-      }
+    return this.locks.withLock(this.dir, async () => {
+      this.removeStaleTemps();
       let current = this.read();
       const tx: StoreTx<S> = {
         get state() {
@@ -67,20 +112,7 @@ export class Store<S> {
           current = next;
         },
       };
-      return await fn(tx);
-    } finally {
-      closeSync(fd); // closing the last fd drops the flock
-    }
-  }
-}
-
-/** Polls a non-blocking flock with backoff, keeping the event loop free. */
-async function waitForLock(fd: number): Promise<void> {
-  const addon = nativeAddon();
-  let delay = 1;
-  for (;;) {
-    await new Promise((r) => setTimeout(r, delay));
-    if (addon.flock(fd, 'ex', true)) return;
-    delay = Math.min(delay * 2, 20);
+      return fn(tx);
+    });
   }
 }

@@ -57,6 +57,9 @@ export interface NetlinkHandle {
   /** All links, or (filtered in the kernel) only those of one kind. */
   listLinks(filter?: { kind?: string }): Promise<LinkInfo[]>;
   getLinkByName(name: string): Promise<LinkInfo | undefined>;
+  getLinkByIndex(index: number): Promise<LinkInfo | undefined>;
+  /** The route the kernel would use to reach dst (RTM_GETROUTE), undefined when unreachable. */
+  routeGet(family: Family, dst: string): Promise<{ oif?: number; gateway?: string } | undefined>;
   createBridge(spec: BridgeSpec): Promise<LinkInfo>;
   createVeth(spec: VethSpec): Promise<LinkInfo>;
   setLinkUp(index: number, up?: boolean): Promise<void>;
@@ -109,12 +112,22 @@ export interface SysctlOps {
   set(key: string, value: string, nsFd?: number): void;
 }
 
+export interface LockOps {
+  /**
+   * Runs fn holding an exclusive lock on path: a directory, or a file (created if
+   * missing). Waiting never blocks the event loop; a lock file deleted or replaced
+   * while waiting is taken again on the current one.
+   */
+  withLock<T>(path: string, fn: () => Promise<T> | T): Promise<T>;
+}
+
 export interface SystemPorts {
   /** rtnetlink handle for our own namespace (nsFd undefined) or the one behind nsFd. */
   netlink(nsFd?: number): NetlinkHandle;
   netns: NetnsOps;
   exec: ExecRunner;
   sysctl: SysctlOps;
+  locks: LockOps;
   /** nftables ruleset generation of our namespace (undefined where nftables is absent). */
   firewallGeneration(): Promise<number | undefined>;
   /** Whether another program holds a port ('' = any address), probed by binding it. */

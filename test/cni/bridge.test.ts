@@ -7,47 +7,11 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { REPO, killProcessesIn, skipReason } from '../integration/harness.js';
+import { skipReason } from '../integration/harness.js';
+import { world } from './world.js';
 import { request, startServer } from '../integration/netprobe.js';
 
 const skip = skipReason('ping');
-
-function world() {
-  const id = randomBytes(3).toString('hex');
-  const dir = mkdtempSync(join(tmpdir(), 'tsnet-cnib-'));
-  const bin = join(dir, 'bin');
-  const r = spawnSync(process.execPath, [join(REPO, 'bin', 'tsnet.js'), 'cni', 'install', '--bin-dir', bin], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
-  assert.equal(r.status, 0, r.stderr);
-  const host = `tsnet-cnih-${id}`;
-  const made: string[] = [host];
-  spawnSync('ip', ['netns', 'add', host]);
-  spawnSync('ip', ['-n', host, 'link', 'set', 'lo', 'up']);
-  const container = () => {
-    const n = `tsnet-cnic-${id}-${made.length}`;
-    spawnSync('ip', ['netns', 'add', n]);
-    made.push(n);
-    return n;
-  };
-  const conf = (extra: Record<string, unknown> = {}) =>
-    JSON.stringify({
-      cniVersion: '1.1.0', name: 'net1', type: 'tsnet-bridge', bridge: 'cni0', isGateway: true, isDefaultGateway: true, ipMasq: true,
-      ipam: { type: 'tsnet-ipam', ranges: [[{ subnet: '10.88.0.0/16' }]], dataDir: join(dir, 'ipam') }, ...extra,
-    });
-  const call = (cmd: string, cid: string, netns: string | undefined, stdin: string, plugin = 'tsnet-bridge', extraEnv: Record<string, string> = {}) => {
-    const env: Record<string, string> = { PATH: process.env.PATH ?? '', NODE_EXTRA_CA_CERTS: '', CNI_COMMAND: cmd, CNI_CONTAINERID: cid, CNI_IFNAME: 'eth0', CNI_PATH: bin, ...extraEnv };
-    if (netns) env.CNI_NETNS = `/run/netns/${netns}`;
-    const res = spawnSync('nsenter', [`--net=/run/netns/${host}`, '--', join(bin, plugin)], { input: stdin, encoding: 'utf8', env });
-    return { code: res.status, out: res.stdout.trim() ? JSON.parse(res.stdout) : undefined, raw: res.stdout + res.stderr };
-  };
-  const inHost = (...argv: string[]) => spawnSync('nsenter', [`--net=/run/netns/${host}`, '--', ...argv], { encoding: 'utf8' });
-  const ipamFiles = () => (existsSync(join(dir, 'ipam', 'net1')) ? readdirSync(join(dir, 'ipam', 'net1')).filter((f) => /^\d/.test(f)) : []);
-  const done = () => {
-    killProcessesIn(`/run/netns/${host}`);
-    for (const n of made.reverse()) spawnSync('ip', ['netns', 'del', n]);
-    rmSync(dir, { recursive: true, force: true });
-  };
-  return { container, conf, call, inHost, ipamFiles, done, host };
-}
 
 test('tsnet-bridge: two containers on one bridge; CHECK; DEL twice, without netns; GC; nothing left', { skip }, () => {
   const w = world();

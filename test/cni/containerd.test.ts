@@ -23,7 +23,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { REPO, TestHost, skipReason } from '../integration/harness.js';
+import { REPO, TestHost, installCni, skipReason } from '../integration/harness.js';
 
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
 const skip = skipReason('containerd', 'ctr', 'runc', 'unshare') || (BUSYBOX ? false : 'missing busybox (CI installs busybox-static)');
@@ -62,8 +62,8 @@ test('containerd: ctr run --cni with a tsnet conflist; address, container to con
     const bin = join(dir, 'bin');
     const conf = join(dir, 'conf');
     mkdirSync(conf);
-    const inst = spawnSync(process.execPath, [join(REPO, 'bin', 'tsnet.js'), 'cni', 'install', '--bin-dir', bin], { encoding: 'utf8' });
-    assert.equal(inst.status, 0, inst.stderr);
+    const inst = installCni(bin, join(dir, 'run'));
+    assert.equal(inst.code, 0, inst.stderr);
     writeFileSync(
       join(dir, 'config.toml'),
       [

@@ -5,15 +5,15 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO, skipReason, throwawayNamespace } from '../integration/harness.js';
+import { installCni, skipReason, throwawayNamespace } from '../integration/harness.js';
 
 const skip = skipReason();
 
 function setup() {
   const dir = mkdtempSync(join(tmpdir(), 'tsnet-ipam-'));
   const bin = join(dir, 'bin');
-  const r = spawnSync(process.execPath, [join(REPO, 'bin', 'tsnet.js'), 'cni', 'install', '--bin-dir', bin], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
-  assert.equal(r.status, 0, r.stderr);
+  const r = installCni(bin, join(dir, 'run'));
+  assert.equal(r.code, 0, r.stderr);
   // The plugin (and the CNI server it starts) runs in a throwaway host namespace.
   const ns = throwawayNamespace();
   return {

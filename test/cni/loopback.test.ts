@@ -7,18 +7,18 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { REPO, skipReason, throwawayNamespace } from '../integration/harness.js';
+import { installCni, skipReason, throwawayNamespace } from '../integration/harness.js';
 
 const skip = skipReason();
 
 // The plugin (and the CNI server it starts) runs in a throwaway host namespace.
 function installed(): { bin: string[]; done: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'tsnet-cnibin-'));
-  const r = spawnSync(process.execPath, [join(REPO, 'bin', 'tsnet.js'), 'cni', 'install', '--bin-dir', dir], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
-  assert.equal(r.status, 0, r.stderr);
+  const r = installCni(join(dir, 'bin'), join(dir, 'run'));
+  assert.equal(r.code, 0, r.stderr);
   const ns = throwawayNamespace();
   return {
-    bin: ns.enter([join(dir, 'tsnet-loopback')]),
+    bin: ns.enter([join(dir, 'bin', 'tsnet-loopback')]),
     done: () => {
       ns.done();
       rmSync(dir, { recursive: true, force: true });
@@ -113,8 +113,8 @@ test('tsnet cni install refuses to overwrite a plugin it did not write', { skip 
   const dir = mkdtempSync(join(tmpdir(), 'tsnet-cnibin-'));
   try {
     writeFileSync(join(dir, 'tsnet-loopback'), '#!/bin/sh\necho not ours\n');
-    const r = spawnSync(process.execPath, [join(REPO, 'bin', 'tsnet.js'), 'cni', 'install', '--bin-dir', dir], { encoding: 'utf8' });
-    assert.equal(r.status, 5);
+    const r = installCni(dir, join(dir, 'run'));
+    assert.equal(r.code, 5);
     assert.match(r.stderr, /not written by tsnet/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -125,8 +125,8 @@ test('tsnet cni install --conf-dir writes an example conflist that the plugins a
   const dir = mkdtempSync(join(tmpdir(), 'tsnet-cniconf-'));
   const ns = throwawayNamespace();
   try {
-    const r = spawnSync(process.execPath, [join(REPO, 'bin', 'tsnet.js'), 'cni', 'install', '--bin-dir', join(dir, 'bin'), '--conf-dir', join(dir, 'net.d')], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
-    assert.equal(r.status, 0, r.stderr);
+    const r = installCni(join(dir, 'bin'), join(dir, 'run'), ['--conf-dir', join(dir, 'net.d')]);
+    assert.equal(r.code, 0, r.stderr);
     const conf = JSON.parse(readFileSync(join(dir, 'net.d', '10-tsnet.conflist'), 'utf8'));
     assert.deepEqual(conf.plugins.map((p: { type: string }) => p.type), ['tsnet-bridge', 'tsnet-portmap']);
     // Each plugin entry, as the runtime hands it over (name and version added), passes the plugin's key check.

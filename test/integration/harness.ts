@@ -40,6 +40,15 @@ function must(argv: string[]): string {
   return r.stdout;
 }
 
+/**
+ * Runs `tsnet cni install --bin-dir BIN` with RUN as the plugins' run directory (their
+ * locks, server sockets and marks), so plugin tests never use the host's /run/tsnet.
+ */
+export function installCni(bin: string, run: string, extra: string[] = []): RunResult {
+  const r = spawnSync(process.execPath, [TSNET_BIN, '--run-dir', run, 'cni', 'install', '--bin-dir', bin, ...extra], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
 /** Kills every process left inside a network namespace (a CNI server the plugins
  * started there, a proxy): they would keep the namespace alive after `ip netns del`. */
 export function killProcessesIn(nsPath: string): void {

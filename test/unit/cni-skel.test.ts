@@ -31,6 +31,19 @@ test('ADD dispatches with parsed CNI_ARGS and shapes the result for the requeste
 test('errors: typed tsnet errors map to CNI codes; the version echoes the configuration', async () => {
   const r = await runCni(plugin, { env: { ...env, CNI_COMMAND: 'DEL' }, stdin: conf('1.0.0') });
   assert.equal(r.code, 1);
-  assert.deepEqual(JSON.parse(r.stdout), { cniVersion: '1.0.0', code: 3, msg: 'gone' });
+  // Not the spec's 3 ("container unknown": the runtime would skip its cleanup) but ours.
+  assert.deepEqual(JSON.parse(r.stdout), { cniVersion: '1.0.0', code: 106, msg: 'gone' });
   assert.deepEqual(parseCniArgs('A=1;B=x=y'), { A: '1', B: 'x=y' });
+});
+
+test('names, ids and interface names are checked before a plugin runs', async () => {
+  const codeOf = async (e: Record<string, string>, stdin = conf()) => JSON.parse((await runCni(plugin, { env: { ...env, CNI_COMMAND: 'ADD', ...e }, stdin })).stdout).code;
+  assert.equal(await codeOf({}, conf('1.1.0', { name: 'a"b' })), 7);
+  assert.equal(await codeOf({}, conf('1.1.0', { name: '-a' })), 7);
+  assert.equal(await codeOf({ CNI_CONTAINERID: 'a\nb' }), 4);
+  assert.equal(await codeOf({ CNI_CONTAINERID: 'x'.repeat(1000) }), undefined, 'long ids are fine (the reference takes them)');
+  assert.equal(await codeOf({ CNI_IFNAME: 'eth:0' }), 4);
+  assert.equal(await codeOf({ CNI_IFNAME: 'a'.repeat(16) }), 4);
+  assert.equal(await codeOf({ CNI_COMMAND: 'constructor' }), 4);
+  assert.equal(await codeOf({ CNI_COMMAND: 'hasOwnProperty' }), 4);
 });

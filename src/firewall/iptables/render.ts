@@ -5,6 +5,8 @@
 import type { Family } from '../../system/ports.js';
 import type { FwBinding, FwNetwork, FwState } from '../backend.js';
 import type { SavedRuleset } from './parse.js';
+import { CONTROLLER, jumpsToOwned, ownsChain } from '../ownership.js';
+import { ifaceText, iptComment } from '../text.js';
 
 export const CHAIN = {
   USER: 'TSNET-USER',
@@ -17,7 +19,7 @@ export const CHAIN = {
 } as const;
 
 export const networkChain = (id: string) => `TSNET-N-${id.slice(0, 12)}`;
-const comment = (n: FwNetwork) => `-m comment --comment "tsnet:${n.name}"`;
+const comment = (n: FwNetwork) => iptComment(`tsnet:${n.name}`);
 
 export interface DesiredTable {
   /** tsnet-owned chains (TSNET-USER excluded) and their rules in order. */
@@ -39,7 +41,7 @@ export function renderDnat(b: FwBinding): string {
   let to = `${hostText(b.containerIP, b.family)}:${portText(b.containerPort, b.containerPortEnd, '-')}`;
   // A range published at other host ports keeps offsets with the base-port form (CIP:80-90/8000).
   if (b.containerPortEnd !== b.containerPort && b.hostPort !== b.containerPort) to += `/${b.hostPort}`;
-  return `${dst}-p ${b.proto} -m ${b.proto} --dport ${portText(b.hostPort, b.hostPortEnd, ':')} -m comment --comment "tsnet:${b.network}:${b.endpointId.slice(0, 12)}" -j DNAT --to-destination ${to}`;
+  return `${dst}-p ${b.proto} -m ${b.proto} --dport ${portText(b.hostPort, b.hostPortEnd, ':')} ${iptComment(`tsnet:${b.network}:${b.endpointId.slice(0, 12)}`)} -j DNAT --to-destination ${to}`;
 }
 
 /** What tsnet wants in one address family's tables. */
@@ -64,7 +66,7 @@ export function renderDesired(state: FwState, family: Family): DesiredRuleset {
   const iso1: string[] = [];
   const iso2: string[] = [];
   for (const n of nets) {
-    const br = n.bridge;
+    const br = ifaceText(n.bridge);
     const ch = networkChain(n.id);
     fwd.push(`-o ${br} ${comment(n)} -j ${ch}`, `-i ${br} ${comment(n)} -j ${ch}`);
     iso1.push(`-i ${br} ! -o ${br} -j ${CHAIN.ISO2}`);
@@ -136,8 +138,9 @@ export function renderDesired(state: FwState, family: Family): DesiredRuleset {
   return out;
 }
 
-const isOurs = (chain: string) => chain.startsWith('TSNET-');
-const isOurJump = (rule: string) => /(^|\s)-j TSNET-\S+$/.test(rule);
+// Only the controller's own chains: the CNI plugins' TSNET-CNI-* chains share the host.
+const isOurs = (chain: string) => ownsChain(CONTROLLER, chain);
+const isOurJump = (rule: string) => jumpsToOwned(CONTROLLER, rule);
 
 function hooksInPlace(desired: DesiredTable, saved: SavedRuleset extends Map<string, infer T> ? T | undefined : never): boolean {
   const byChain = new Map<string, string[]>();

@@ -4,6 +4,7 @@
 // a packet's cost is a few hash lookups however many mappings exist.
 import { compressIpv6, parseIp } from '../../ipam/addr.js';
 import type { FwState } from '../backend.js';
+import { ifaceText } from '../text.js';
 
 export const TABLE = 'inet tsnet';
 export const SKELETON_VERSION = 'tsnet:v1';
@@ -78,7 +79,7 @@ export const CHAINS: readonly ChainSpec[] = [
   ]),
 ];
 
-const q = (s: string) => `"${s}"`;
+const q = (s: string) => `"${ifaceText(s)}"`;
 const v6 = (ip: string) => compressIpv6(parseIp(ip).value);
 
 /** Every element tsnet wants, per set/map, in the text form `nft list` prints. */

@@ -3,9 +3,10 @@
 // tsnet relies on: namespaces (by pin path and fd), links with masters and
 // aliases, addresses, routes, sysctls, and veth peers that die together.
 import type {
-  AddrInfo, BridgeSpec, ExecResult, ExecRunner, Family, LinkInfo, NetlinkHandle, NetnsOps, RouteInfo, SysctlOps, SystemPorts, VethSpec,
+  AddrInfo, BridgeSpec, ExecResult, ExecRunner, Family, LinkInfo, LockOps, NetlinkHandle, NetnsOps, RouteInfo, SysctlOps, SystemPorts, VethSpec,
 } from '../ports.js';
 import { AlreadyExistsError, SyscallError } from '../../errors.js';
+import { cidrContains, parseCidr, parseIp } from '../../ipam/addr.js';
 
 interface FakeLink extends LinkInfo {
   peer?: { ns: FakeNs; index: number };
@@ -84,6 +85,18 @@ export class FakeKernel implements SystemPorts {
       async getLinkByName(name: string) {
         const l = [...ns.links.values()].find((x) => x.name === name);
         return l ? view(l) : undefined;
+      },
+      async getLinkByIndex(index: number) {
+        const l = ns.links.get(index);
+        return l ? view(l) : undefined;
+      },
+      async routeGet(family: Family, dst: string) {
+        // Longest prefix match over the namespace's routes and its addresses' connected subnets.
+        const ip = parseIp(dst);
+        const connected = ns.addrs.filter((x) => x.family === family).map((x) => ({ dst: x.address, dstLen: x.prefixLen, oif: x.index, gateway: undefined as string | undefined }));
+        const all = [...ns.routes.filter((r) => r.family === family).map((r) => ({ dst: r.dst ?? (family === 4 ? '0.0.0.0' : '::'), dstLen: r.dstLen, oif: r.oif, gateway: r.gateway })), ...connected];
+        const hits = all.filter((r) => cidrContains(parseCidr(`${r.dst}/${r.dstLen}`), ip)).sort((x, y) => y.dstLen - x.dstLen);
+        return hits[0] ? { oif: hits[0].oif, gateway: hits[0].gateway } : undefined;
       },
       async createBridge(spec: BridgeSpec) {
         k.check(`create bridge ${spec.name}`);
@@ -184,6 +197,24 @@ export class FakeKernel implements SystemPorts {
     get: (key: string, fd?: number) => this.nsOf(fd).sysctl.get(key) ?? '0',
     set: (key: string, value: string, fd?: number) => {
       this.nsOf(fd).sysctl.set(key, value);
+    },
+  };
+
+  /** Held locks by path (an in-process mutex each), and every path ever locked. */
+  private readonly held = new Map<string, Promise<void>>();
+  readonly locked: string[] = [];
+  readonly locks: LockOps = {
+    withLock: async <T>(path: string, fn: () => Promise<T> | T): Promise<T> => {
+      this.locked.push(path);
+      while (this.held.has(path)) await this.held.get(path);
+      let release!: () => void;
+      this.held.set(path, new Promise<void>((r) => (release = r)));
+      try {
+        return await fn();
+      } finally {
+        this.held.delete(path);
+        release();
+      }
     },
   };
 

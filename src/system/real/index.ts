@@ -6,6 +6,7 @@ import { RealNetns } from './netns.js';
 import { RealSysctl } from './sysctl.js';
 import { readNftGeneration } from './nfgen.js';
 import { portInUse } from '../../portmapper/probe.js';
+import { RealLocks } from './lock.js';
 
 export function createRealSystem(log: Logger): SystemPorts {
   const nlLog = log.child({ component: 'netlink' });
@@ -14,6 +15,7 @@ export function createRealSystem(log: Logger): SystemPorts {
     netns: new RealNetns(log.child({ component: 'netns' })),
     exec: new RealExec(log.child({ component: 'exec' })),
     sysctl: new RealSysctl(log.child({ component: 'sysctl' })),
+    locks: new RealLocks(),
     firewallGeneration: () => readNftGeneration(nlLog),
     portInUse,
   };

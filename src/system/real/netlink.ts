@@ -110,6 +110,35 @@ export class RealNetlink implements NetlinkHandle {
     }
   }
 
+  async getLinkByIndex(index: number): Promise<LinkInfo | undefined> {
+    try {
+      const found = await this.rawLinks([ifinfomsg({ index }), attrU32(IFLA.EXT_MASK, RTEXT_FILTER_SKIP_STATS)], 0, `get link ${index}`);
+      return found[0];
+    } catch (err) {
+      if (err instanceof SyscallError && (err.errno === 'ENODEV' || err.errno === 'ENOENT')) return undefined;
+      throw err;
+    }
+  }
+
+  async routeGet(family: Family, dst: string): Promise<{ oif?: number; gateway?: string } | undefined> {
+    const rtm = Buffer.alloc(12); // struct rtmsg
+    rtm.writeUInt8(AF[family], 0);
+    rtm.writeUInt8(family === 4 ? 32 : 128, 1);
+    let msgs;
+    try {
+      msgs = await this.dump(MSG.GETROUTE, [rtm, attr(1 /* RTA_DST */, ipToBuffer(parseIp(dst)))], `route get ${dst}`, 0);
+    } catch (err) {
+      if (err instanceof SyscallError && ['ENETUNREACH', 'EHOSTUNREACH', 'ENETDOWN'].includes(err.errno)) return undefined;
+      throw err;
+    }
+    const m = msgs.find((x) => x.type === MSG.NEWROUTE && x.data.length >= 12);
+    if (!m) return undefined;
+    const a = parseAttrs(m.data.subarray(12));
+    const oif = a.get(4 /* RTA_OIF */);
+    const gw = a.get(5 /* RTA_GATEWAY */);
+    return { oif: oif ? oif.readUInt32LE(0) : undefined, gateway: gw ? formatIp(bufferToIp(gw)) : undefined };
+  }
+
   private async mustGet(name: string): Promise<LinkInfo> {
     const l = await this.getLinkByName(name);
     if (!l) throw new SyscallError('netlink', 'ENODEV', `link ${name} vanished after creation`);

@@ -14,6 +14,13 @@
       "sources": ["src/cni-client.cc"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-fno-exceptions"],
       "ldflags": ["-static-libstdc++", "-static-libgcc"]
+    },
+    {
+      "target_name": "tsnet-proxy-keeper",
+      "type": "executable",
+      "sources": ["src/proxy-keeper.cc"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-fno-exceptions"],
+      "ldflags": ["-static-libstdc++", "-static-libgcc"]
     }
   ]
 }

@@ -36,6 +36,8 @@ export interface Settings {
   sweepIntervalSec?: number;
   /** Run the userland proxy for published ports (TSNET_USERLAND_PROXY=false turns it off). */
   userlandProxy?: boolean;
+  /** Where messages the user must see go (the CLI: stderr). */
+  notice?: (message: string) => void;
 }
 
 export function defaultSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -102,6 +104,7 @@ export function compose(settings: Settings, log: Logger, sys: SystemPorts = crea
     sweepIntervalMs: settings.sweepIntervalSec === undefined ? undefined : settings.sweepIntervalSec * 1000,
     proxy: settings.userlandProxy === false ? undefined : new ProxyClient(runDir, log.child({ component: 'proxy' })),
     firewallOf: (name) => chooseFirewall(name, sys, log, runDir),
+    notice: settings.notice,
   });
   return { controller, sys, store, settings: { ...settings, root, runDir } };
 }

@@ -1,5 +1,6 @@
 // Docker-compatible options of the bridge driver (pure parsing and validation).
 import { InvalidConfigError } from '../../src/errors.js';
+import { formatIp, parseIp } from '../../src/ipam/addr.js';
 
 export const OPT = {
   NAME: 'com.docker.network.bridge.name',
@@ -42,6 +43,8 @@ export interface BridgeOptions {
   masquerade: boolean;
   mtu?: number;
   ifacePrefix: string;
+  /** The host address of this network's published ports when -p names none (Docker's host_binding_ipv4). */
+  hostBinding?: string;
 }
 
 export function parseBridgeOptions(options: Record<string, string>, mtuFlag?: number): BridgeOptions {
@@ -60,10 +63,26 @@ export function parseBridgeOptions(options: Record<string, string>, mtuFlag?: nu
     if (out.mtu !== undefined && out.mtu !== mtuFlag) throw new InvalidConfigError(`--mtu ${mtuFlag} contradicts ${OPT.MTU}=${out.mtu}`);
     out.mtu = parseMtu(mtuFlag);
   }
+  if (options[OPT.HOST_BINDING] !== undefined) {
+    try {
+      out.hostBinding = formatIp(parseIp(options[OPT.HOST_BINDING]!.trim()));
+    } catch {
+      throw new InvalidConfigError(`option ${OPT.HOST_BINDING}="${options[OPT.HOST_BINDING]}" is not an IP address`);
+    }
+  }
+  if (options[OPT.DEFAULT_BRIDGE] !== undefined) parseBool(OPT.DEFAULT_BRIDGE, options[OPT.DEFAULT_BRIDGE]!);
   if (options[OPT.IFACE_PREFIX] !== undefined) {
     const p = options[OPT.IFACE_PREFIX]!;
     if (!/^[A-Za-z][A-Za-z0-9_-]{0,9}$/.test(p)) throw new InvalidConfigError(`${OPT.IFACE_PREFIX}="${p}": use 1-10 letters, digits, '_' or '-', starting with a letter`);
     out.ifacePrefix = p;
   }
   return out;
+}
+
+/** The host address of a network's published ports when -p names none: host_binding_ipv4 ('' = every address). */
+export function defaultHostIP(options: Record<string, string>): string {
+  const v = options[OPT.HOST_BINDING]?.trim();
+  if (!v) return '';
+  const ip = formatIp(parseIp(v));
+  return ip === '0.0.0.0' || ip === '::' ? '' : ip;
 }

@@ -42,10 +42,18 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
       spec = byLong.get(name);
       if (!spec) throw new InvalidConfigError(`unknown flag: --${name}`);
     } else if (a.startsWith('-') && a.length > 1 && !/^-\d/.test(a)) {
-      const name = a.slice(1, 2);
-      spec = byShort.get(name);
-      if (!spec) throw new InvalidConfigError(`unknown shorthand flag: '${name}' in ${a}`);
-      if (a.length > 2) inline = a.slice(2).replace(/^=/, '');
+      // Combined short flags: -qf name=x is -q -f name=x; a flag taking a value ends the group.
+      let j = 1;
+      for (;;) {
+        const name = a[j]!;
+        spec = byShort.get(name);
+        if (!spec) throw new InvalidConfigError(`unknown shorthand flag: '${name}' in ${a}`);
+        if (spec.type !== 'bool' || j === a.length - 1) break;
+        if (a[j + 1] === '=') break;
+        flags[spec.name] = true;
+        j++;
+      }
+      if (j < a.length - 1) inline = a.slice(j + 1).replace(/^=/, '');
     } else {
       positionals.push(a);
       continue;
@@ -67,15 +75,15 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
   return { flags, positionals, rest };
 }
 
-/** "k=v" pairs into a record; every entry must have a key and '='. */
-export function keyValues(list: string[] | undefined, what: string): Record<string, string> {
+/** "k=v" pairs into a record; every entry must have a key and '=' (bare: "k" alone means "k=", as Docker's --label). */
+export function keyValues(list: string[] | undefined, what: string, opts: { bare?: boolean } = {}): Record<string, string> {
   const out: Record<string, string> = {};
   for (const item of list ?? []) {
     const eq = item.indexOf('=');
-    if (eq <= 0) throw new InvalidConfigError(`invalid ${what} "${item}": expected KEY=VALUE`);
-    const k = item.slice(0, eq);
-    if (k in out) throw new InvalidConfigError(`${what} ${k} given twice`);
-    out[k] = item.slice(eq + 1);
+    if (eq === 0 || (eq < 0 && (!opts.bare || !item))) throw new InvalidConfigError(`invalid ${what} "${item}": expected KEY=VALUE`);
+    const k = eq < 0 ? item : item.slice(0, eq);
+    if (Object.hasOwn(out, k)) throw new InvalidConfigError(`${what} ${k} given twice`);
+    out[k] = eq < 0 ? '' : item.slice(eq + 1);
   }
   return out;
 }

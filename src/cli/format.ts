@@ -11,31 +11,43 @@ export function table(headers: string[], rows: string[][]): string {
   return [line(headers), ...rows.map(line)].join('\n');
 }
 
+/** How published ports are served: with the userland proxy, every-address ports also answer on [::]. */
+export interface PortView {
+  proxy: boolean;
+}
+
 /** Docker's shape: {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}, ranges expanded. */
-export function portMap(e: EndpointRecord): Record<string, Array<{ HostIp: string; HostPort: string }>> {
+export function portMap(e: EndpointRecord, view: PortView): Record<string, Array<{ HostIp: string; HostPort: string }>> {
   const out: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
   for (const p of e.ports ?? []) {
+    // [::] answers through NAT with an IPv6 address, else through the proxy (not for SCTP: NAT only).
+    const v6any = Boolean(e.ipv6) || (view.proxy && p.proto !== 'sctp');
     for (let i = 0; i <= p.containerPortEnd - p.containerPort; i++) {
       const key = `${p.containerPort + i}/${p.proto}`;
       const hostPort = String(p.hostPortEnd === p.hostPort ? p.hostPort : p.hostPort + i);
-      const ips = p.hostIP === '' ? ['0.0.0.0', ...(e.ipv6 ? ['::'] : [])] : [p.hostIP];
+      const ips = p.hostIP === '' ? ['0.0.0.0', ...(v6any ? ['::'] : [])] : [p.hostIP];
       for (const ip of ips) (out[key] ??= []).push({ HostIp: ip, HostPort: hostPort });
     }
   }
   return out;
 }
 
-/** `docker port` lines: "80/tcp -> 0.0.0.0:8080". */
-export function portLines(e: EndpointRecord, filter?: string): string[] {
+const hostPortText = (b: { HostIp: string; HostPort: string }) => `${b.HostIp.includes(':') ? `[${b.HostIp}]` : b.HostIp}:${b.HostPort}`;
+
+/**
+ * `docker port` lines: "80/tcp -> 0.0.0.0:8080" for all ports, or just
+ * "0.0.0.0:8080" when asked for one port (PORT or PORT/PROTO).
+ */
+export function portLines(e: EndpointRecord, view: PortView, filter?: string): string[] {
   const lines: string[] = [];
-  for (const [key, binds] of Object.entries(portMap(e))) {
+  for (const [key, binds] of Object.entries(portMap(e, view))) {
     if (filter && key !== filter && key !== `${filter}/tcp`) continue;
-    for (const b of binds) lines.push(`${key} -> ${b.HostIp.includes(':') ? `[${b.HostIp}]` : b.HostIp}:${b.HostPort}`);
+    for (const b of binds) lines.push(filter ? hostPortText(b) : `${key} -> ${hostPortText(b)}`);
   }
   return lines;
 }
 
-export function inspectNetwork(n: NetworkRecord, s: State): Record<string, unknown> {
+export function inspectNetwork(n: NetworkRecord, s: State, view: PortView): Record<string, unknown> {
   const containers: Record<string, unknown> = {};
   for (const e of Object.values(s.endpoints).filter((x) => x.networkId === n.id)) {
     const sbx = s.sandboxes[e.sandboxId];
@@ -45,7 +57,7 @@ export function inspectNetwork(n: NetworkRecord, s: State): Record<string, unkno
       MacAddress: e.mac ?? '',
       IPv4Address: e.ipv4 ?? '',
       IPv6Address: e.ipv6 ?? '',
-      Ports: portMap(e),
+      Ports: portMap(e, view),
     };
   }
   return {
@@ -76,7 +88,7 @@ export function inspectNetwork(n: NetworkRecord, s: State): Record<string, unkno
   };
 }
 
-function endpointSettings(e: EndpointRecord, n: NetworkRecord | undefined): Record<string, unknown> {
+function endpointSettings(e: EndpointRecord, n: NetworkRecord | undefined, view: PortView): Record<string, unknown> {
   const [ip4, len4] = (e.ipv4 ?? '/').split('/');
   const [ip6, len6] = (e.ipv6 ?? '/').split('/');
   return {
@@ -92,15 +104,15 @@ function endpointSettings(e: EndpointRecord, n: NetworkRecord | undefined): Reco
     GlobalIPv6Address: ip6 ?? '',
     GlobalIPv6PrefixLen: len6 ? Number(len6) : 0,
     IPv6Gateway: e.gateway6 ?? '',
-    Ports: portMap(e),
+    Ports: portMap(e, view),
   };
 }
 
-export function inspectSandbox(x: SandboxRecord, s: State): Record<string, unknown> {
+export function inspectSandbox(x: SandboxRecord, s: State, view: PortView): Record<string, unknown> {
   const networks: Record<string, unknown> = {};
   for (const e of Object.values(s.endpoints).filter((y) => y.sandboxId === x.id)) {
     const n = s.networks[e.networkId];
-    networks[n?.name ?? e.networkId] = endpointSettings(e, n);
+    networks[n?.name ?? e.networkId] = endpointSettings(e, n, view);
   }
   const owner = x.containerOf ? s.sandboxes[x.containerOf] : undefined;
   return {

@@ -8,8 +8,11 @@ import { resolve } from 'node:path';
 import { createRootLogger, LOG_LEVELS, type LogLevel } from '../log.js';
 import { asTsnetError, InvalidConfigError, NotFoundError } from '../errors.js';
 import { flagHelp, keyValues, parseArgs, type FlagSpec } from './args.js';
-import { inspectNetwork, inspectSandbox, portLines, shortId, table } from './format.js';
-import type { State } from '../controller/model.js';
+import { inspectNetwork, inspectSandbox, portLines, shortId, type PortView } from './format.js';
+import { boolFilter, labelMatch, matchesAll, parseFilters, renderInspect, renderList, type ListSpec } from './output.js';
+import type { RemoveResult } from '../controller/controller.js';
+import { constants as osConstants } from 'node:os';
+import type { NetworkRecord, SandboxRecord, State } from '../controller/model.js';
 
 const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'root', type: 'string', help: 'state directory (env TSNET_ROOT, default /var/lib/tsnet)', metavar: 'DIR' },
@@ -20,8 +23,14 @@ const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'version', short: 'v', type: 'bool', help: 'print the version' },
 ];
 
-const FORMAT: FlagSpec = { name: 'format', short: 'f', type: 'string', help: "output format: 'table' or 'json'", metavar: 'FMT' };
-const QUIET: FlagSpec = { name: 'quiet', short: 'q', type: 'bool', help: 'only print IDs' };
+const LIST_FLAGS: FlagSpec[] = [
+  { name: 'filter', short: 'f', type: 'list', help: 'filter rows: KEY=VALUE (repeatable)', metavar: 'KEY=VALUE' },
+  { name: 'format', type: 'string', help: "'table' (default), 'json' (a line per row), a Go template, or 'table TEMPLATE'", metavar: 'FMT' },
+  { name: 'quiet', short: 'q', type: 'bool', help: 'only print IDs' },
+  { name: 'no-trunc', type: 'bool', help: 'do not truncate IDs' },
+];
+const INSPECT_FORMAT: FlagSpec = { name: 'format', short: 'f', type: 'string', help: "a Go template ('{{.Name}}'), or 'json' (one line per object); default: a JSON array", metavar: 'FMT' };
+const FORCE_RM: FlagSpec = { name: 'force', short: 'f', type: 'bool', help: 'do not fail for names that do not exist' };
 const CONNECT_FLAGS: FlagSpec[] = [
   { name: 'ip', type: 'string', help: 'static IPv4 address', metavar: 'ADDR' },
   { name: 'ip6', type: 'string', help: 'static IPv6 address', metavar: 'ADDR' },
@@ -54,16 +63,43 @@ interface Env {
   tsnet(): Composed;
   settings(): Settings;
   out(s: string): void;
+  err(s: string): void;
 }
 
 const str = (v: unknown) => (v === undefined ? undefined : String(v));
 const list = (v: unknown) => (v as string[] | undefined) ?? [];
 
-function formatOf(flags: Record<string, unknown>): 'table' | 'json' {
-  const f = str(flags.format) ?? 'table';
-  if (f !== 'table' && f !== 'json') throw new InvalidConfigError(`unknown --format "${f}": use table or json`);
-  return f;
+const portView = (env: Env): PortView => ({ proxy: env.settings().userlandProxy !== false });
+
+/** Multi-name rm: prints what went, reports each failure on stderr, exits non-zero if any failed (as Docker). */
+function reportRemoval(r: RemoveResult, env: Env): number {
+  for (const n of r.removed) env.out(n);
+  for (const f of r.failed) env.err(`Error: ${asTsnetError(f.error).message}`);
+  return r.failed.length ? asTsnetError(r.failed[0]!.error).mapping.exit : 0;
 }
+
+const NETWORK_LIST: ListSpec = {
+  columns: [['ID', 'NETWORK ID'], ['Name', 'NAME'], ['Driver', 'DRIVER'], ['Scope', 'SCOPE']],
+  headers: { ID: 'NETWORK ID', Name: 'NAME', Driver: 'DRIVER', Scope: 'SCOPE', IPv6: 'IPV6', Internal: 'INTERNAL', Labels: 'LABELS', CreatedAt: 'CREATED AT' },
+  idField: 'ID',
+};
+const SANDBOX_LIST: ListSpec = {
+  columns: [['ID', 'SANDBOX ID'], ['Name', 'NAME'], ['Kind', 'KIND'], ['Networks', 'NETWORKS'], ['SandboxKey', 'KEY']],
+  headers: { ID: 'SANDBOX ID', Name: 'NAME', Kind: 'KIND', Networks: 'NETWORKS', SandboxKey: 'KEY', CreatedAt: 'CREATED AT', Ports: 'PORTS' },
+  idField: 'ID',
+};
+/** Lost ports (published, not held by the proxy) by endpoint id. */
+async function lostByEndpoint(env: Env, s: State): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  for (const l of await env.tsnet().controller.lostPorts(s)) if (l.endpointId) out.set(l.endpointId, [...(out.get(l.endpointId) ?? []), l.text]);
+  return out;
+}
+/** inspect: an endpoint whose published ports are not all held says so in LostPorts (absent when none is lost). */
+function addLost(ep: Record<string, unknown>, lost: Map<string, string[]>): void {
+  const l = lost.get(String(ep.EndpointID));
+  if (l) ep.LostPorts = l;
+}
+const labelText = (l: Record<string, string>) => Object.entries(l).map(([k, v]) => `${k}=${v}`).join(',');
 
 const COMMANDS: Command[] = [
   {
@@ -98,7 +134,7 @@ const COMMANDS: Command[] = [
         internal: Boolean(flags.internal),
         mtu: mtu === undefined ? undefined : Number(mtu),
         options: keyValues(list(flags.opt), 'option'),
-        labels: keyValues(list(flags.label), 'label'),
+        labels: keyValues(list(flags.label), 'label', { bare: true }),
       });
       env.out(net.id);
       return 0;
@@ -109,15 +145,30 @@ const COMMANDS: Command[] = [
     usage: 'tsnet network ls [OPTIONS]',
     summary: 'List networks',
     maxArgs: 0,
-    flags: [FORMAT, QUIET, { name: 'no-trunc', type: 'bool', help: 'do not truncate IDs' }],
+    flags: LIST_FLAGS,
     async run({ flags }, env) {
-      const fmt = formatOf(flags);
       const s = await env.tsnet().controller.snapshot();
-      const nets = Object.values(s.networks).sort((a, b) => a.name.localeCompare(b.name));
+      const used = (n: NetworkRecord) => Object.values(s.endpoints).some((e) => e.networkId === n.id);
+      const keep = matchesAll(
+        parseFilters<NetworkRecord>(list(flags.filter), {
+          name: (n, v) => n.name.includes(v),
+          id: (n, v) => n.id.startsWith(v),
+          driver: (n, v) => n.driver === v,
+          label: (n, v) => labelMatch(n.labels, v),
+          type: (n, v) => {
+            if (v !== 'custom' && v !== 'builtin') throw new InvalidConfigError(`invalid filter 'type=${v}': use custom or builtin`);
+            return n.predefined === (v === 'builtin');
+          },
+          dangling: (n, v) => !n.predefined && !used(n) === boolFilter(v, 'dangling'),
+          scope: (_n, v) => v === 'local',
+        }),
+      );
       const id = (x: string) => (flags['no-trunc'] ? x : shortId(x));
-      if (flags.quiet) nets.forEach((n) => env.out(id(n.id)));
-      else if (fmt === 'json') nets.forEach((n) => env.out(JSON.stringify({ ID: id(n.id), Name: n.name, Driver: n.driver, Scope: 'local', IPv6: n.enableIPv6, Internal: n.internal })));
-      else env.out(table(['NETWORK ID', 'NAME', 'DRIVER', 'SCOPE'], nets.map((n) => [id(n.id), n.name, n.driver, 'local'])));
+      const rows = Object.values(s.networks)
+        .filter(keep)
+        .sort((a, b) => a.name.localeCompare(b.name))
+        .map((n) => ({ ID: id(n.id), Name: n.name, Driver: n.driver, Scope: 'local', IPv6: String(n.enableIPv6), Internal: String(n.internal), Labels: labelText(n.labels), CreatedAt: n.created }));
+      for (const l of renderList(rows, NETWORK_LIST, { format: str(flags.format), quiet: Boolean(flags.quiet) })) env.out(l);
       return 0;
     },
   },
@@ -126,25 +177,26 @@ const COMMANDS: Command[] = [
     usage: 'tsnet network inspect NETWORK [NETWORK...]',
     summary: 'Show networks in detail (JSON, the keys of docker network inspect)',
     minArgs: 1,
-    flags: [FORMAT],
+    flags: [INSPECT_FORMAT],
     async run({ flags, positionals }, env) {
-      formatOf(flags);
       const s = await env.tsnet().controller.snapshot();
       const c = env.tsnet().controller;
       const found = positionals.map((r) => c.findNetwork(s, r));
-      env.out(JSON.stringify(found.map((n) => inspectNetwork(n, s)), null, 4));
+      const lost = await lostByEndpoint(env, s);
+      const objects = found.map((n) => inspectNetwork(n, s, portView(env)));
+      for (const o of objects) for (const ep of Object.values(o.Containers as Record<string, Record<string, unknown>>)) addLost(ep, lost);
+      for (const l of renderInspect(objects, str(flags.format))) env.out(l);
       return 0;
     },
   },
   {
     path: 'network rm',
-    usage: 'tsnet network rm NETWORK [NETWORK...]',
-    summary: 'Remove networks',
+    usage: 'tsnet network rm [OPTIONS] NETWORK [NETWORK...]',
+    summary: 'Remove networks (each that can be; the others are reported)',
     minArgs: 1,
-    flags: [],
-    async run({ positionals }, env) {
-      for (const n of await env.tsnet().controller.removeNetworks(positionals)) env.out(n);
-      return 0;
+    flags: [FORCE_RM],
+    async run({ flags, positionals }, env) {
+      return reportRemoval(await env.tsnet().controller.removeNetworks(positionals, { force: Boolean(flags.force) }), env);
     },
   },
   {
@@ -214,15 +266,31 @@ const COMMANDS: Command[] = [
     usage: 'tsnet sandbox ls [OPTIONS]',
     summary: 'List sandboxes',
     maxArgs: 0,
-    flags: [FORMAT, QUIET],
+    flags: LIST_FLAGS,
     async run({ flags }, env) {
-      const fmt = formatOf(flags);
-      const s = await env.tsnet().controller.snapshot();
-      const all = Object.values(s.sandboxes).sort((a, b) => a.name.localeCompare(b.name));
+      const c = env.tsnet().controller;
+      const s = await c.snapshot();
       const netsOf = (id: string) => networksOf(s, id);
-      if (flags.quiet) all.forEach((x) => env.out(shortId(x.id)));
-      else if (fmt === 'json') all.forEach((x) => env.out(JSON.stringify({ ID: shortId(x.id), Name: x.name, Kind: x.kind, Networks: netsOf(x.id), SandboxKey: x.key })));
-      else env.out(table(['SANDBOX ID', 'NAME', 'KIND', 'NETWORKS', 'KEY'], all.map((x) => [shortId(x.id), x.name, x.kind, netsOf(x.id).join(',') || '-', x.key])));
+      const keep = matchesAll(
+        parseFilters<SandboxRecord>(list(flags.filter), {
+          name: (x, v) => x.name.includes(v),
+          id: (x, v) => x.id.startsWith(v),
+          kind: (x, v) => x.kind === v,
+          network: (x, v) => Object.values(s.endpoints).some((e) => e.sandboxId === x.id && (s.networks[e.networkId]?.name === v || e.networkId.startsWith(v))),
+        }),
+      );
+      const id = (x: string) => (flags['no-trunc'] ? x : shortId(x));
+      const ports = (x: SandboxRecord) =>
+        Object.values(s.endpoints)
+          .filter((e) => e.sandboxId === x.id)
+          .flatMap((e) => portLines(e, portView(env)))
+          .map((l) => l.replace(/^(\S+) -> (.*)$/, '$2->$1'))
+          .join(', ');
+      const rows = Object.values(s.sandboxes)
+        .filter(keep)
+        .sort((a, b) => a.name.localeCompare(b.name))
+        .map((x) => ({ ID: id(x.id), Name: x.name, Kind: x.kind, Networks: netsOf(x.id).join(',') || '-', SandboxKey: x.key, CreatedAt: x.created, Ports: ports(x) }));
+      for (const l of renderList(rows, SANDBOX_LIST, { format: str(flags.format), quiet: Boolean(flags.quiet) })) env.out(l);
       return 0;
     },
   },
@@ -231,44 +299,52 @@ const COMMANDS: Command[] = [
     usage: 'tsnet sandbox inspect SANDBOX [SANDBOX...]',
     summary: 'Show sandboxes in detail (JSON)',
     minArgs: 1,
-    flags: [FORMAT],
+    flags: [INSPECT_FORMAT],
     async run({ flags, positionals }, env) {
-      formatOf(flags);
       const c = env.tsnet().controller;
       const s = await c.snapshot();
       const found = positionals.map((r) => c.findSandbox(s, r));
-      env.out(JSON.stringify(found.map((x) => inspectSandbox(x, s)), null, 4));
+      const lost = await lostByEndpoint(env, s);
+      const objects = found.map((x) => inspectSandbox(x, s, portView(env)));
+      for (const o of objects) for (const ep of Object.values(o.Networks as Record<string, Record<string, unknown>>)) addLost(ep, lost);
+      for (const l of renderInspect(objects, str(flags.format))) env.out(l);
       return 0;
     },
   },
   {
     path: 'sandbox rm',
-    usage: 'tsnet sandbox rm SANDBOX [SANDBOX...]',
-    summary: 'Disconnect and remove sandboxes',
+    usage: 'tsnet sandbox rm [OPTIONS] SANDBOX [SANDBOX...]',
+    summary: 'Disconnect and remove sandboxes (each that can be; the others are reported)',
     minArgs: 1,
-    flags: [],
-    async run({ positionals }, env) {
-      for (const n of await env.tsnet().controller.removeSandboxes(positionals)) env.out(n);
-      return 0;
+    flags: [FORCE_RM],
+    async run({ flags, positionals }, env) {
+      return reportRemoval(await env.tsnet().controller.removeSandboxes(positionals, { force: Boolean(flags.force) }), env);
     },
   },
   {
     path: 'sandbox exec',
     usage: 'tsnet sandbox exec SANDBOX COMMAND [ARG...]',
-    summary: "Run a command inside a sandbox's network namespace",
+    summary: "Run a command inside a sandbox's network namespace (exit 125: tsnet failed, 126: not executable, 127: not found, 128+N: signal N)",
     minArgs: 1,
     flags: [],
     async run({ positionals, rest }, env) {
-      const c = env.tsnet().controller;
-      const s = await c.snapshot();
-      const x = c.findSandbox(s, positionals[0]!);
-      const cmd = [...positionals.slice(1), ...rest];
-      if (!cmd.length) throw new InvalidConfigError('sandbox exec needs a command to run');
-      return new Promise((resolveExit, reject) => {
-        const child = spawn('nsenter', [`--net=${x.key}`, '--', ...cmd], { stdio: 'inherit' });
-        child.on('error', (err) => reject(new NotFoundError(`nsenter (util-linux) is needed for exec: ${err.message}`)));
-        child.on('close', (code, sig) => resolveExit(code ?? (sig ? 128 : 1)));
-      });
+      try {
+        const c = env.tsnet().controller;
+        const s = await c.snapshot();
+        const x = c.findSandbox(s, positionals[0]!);
+        const cmd = [...positionals.slice(1), ...rest];
+        if (!cmd.length) throw new InvalidConfigError('sandbox exec needs a command to run');
+        return await new Promise((resolveExit, reject) => {
+          // The shell's exec gives the command's own failures Docker's codes: 126 cannot execute, 127 not found.
+          const child = spawn('nsenter', [`--net=${x.key}`, '--', '/bin/sh', '-c', 'exec "$0" "$@"', ...cmd], { stdio: 'inherit' });
+          child.on('error', (err) => reject(new NotFoundError(`nsenter (util-linux) is needed for exec: ${err.message}`)));
+          child.on('close', (code, sig) => resolveExit(code ?? 128 + (sig ? osConstants.signals[sig] : 0)));
+        });
+      } catch (err) {
+        // tsnet's own failures are 125, so they cannot be mistaken for the command's exit code.
+        env.err(`Error: ${asTsnetError(err).message}`);
+        return 125;
+      }
     },
   },
   {
@@ -284,9 +360,12 @@ const COMMANDS: Command[] = [
       const x = c.findSandbox(s, positionals[0]!);
       const lines = Object.values(s.endpoints)
         .filter((e) => e.sandboxId === x.id)
-        .flatMap((e) => portLines(e, positionals[1]));
+        .flatMap((e) => portLines(e, portView(env), positionals[1]));
       if (positionals[1] && !lines.length) throw new NotFoundError(`no public port '${positionals[1]}' published for ${x.name}`);
       for (const l of lines) env.out(l);
+      // Listed as published, but not held: said loudly, on stderr (stdout stays `docker port`'s).
+      const mine = new Set(Object.values(s.endpoints).filter((e) => e.sandboxId === x.id).map((e) => e.id));
+      for (const l of await c.lostPorts(s)) if (l.endpointId && mine.has(l.endpointId)) env.err(`Warning: ${l.text}`);
       return 0;
     },
   },
@@ -351,7 +430,32 @@ function commandHelp(c: Command): string {
   return [`Usage: ${c.usage}`, '', c.summary, ...(c.flags.length ? ['', 'Options:', flagHelp(c.flags)] : [])].join('\n');
 }
 
-export async function main(argv: string[], io = { out: (s: string) => process.stdout.write(`${s}\n`), err: (s: string) => process.stderr.write(`${s}\n`) }): Promise<number> {
+/**
+ * stdout and stderr of this process. A reader that goes away (`tsnet network ls |
+ * head -1`) ends our output, never the command: the change it makes is finished
+ * and the exit code is the command's, with nothing printed about the pipe.
+ */
+export function processIo(): { out: (s: string) => void; err: (s: string) => void } {
+  const closed = { out: false, err: false };
+  const guard = (stream: NodeJS.WriteStream, key: 'out' | 'err') => {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') closed[key] = true;
+      else throw e;
+    });
+    return (s: string) => {
+      if (closed[key]) return;
+      try {
+        stream.write(`${s}\n`);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
+        closed[key] = true;
+      }
+    };
+  };
+  return { out: guard(process.stdout, 'out'), err: guard(process.stderr, 'err') };
+}
+
+export async function main(argv: string[], io = processIo()): Promise<number> {
   let level: LogLevel = (process.env.TSNET_LOG_LEVEL as LogLevel) || 'warn';
   try {
     // Global flags come before the command words.
@@ -390,11 +494,12 @@ export async function main(argv: string[], io = { out: (s: string) => process.st
       throw new InvalidConfigError(`unknown command "${words.slice(0, 2).join(' ')}": see 'tsnet --help'`);
     }
     const cmdArgs = words.slice(single ? 1 : 2);
-    if (cmdArgs.includes('--help') || cmdArgs.includes('-h')) {
-      if (cmd.path !== 'sandbox exec' || cmdArgs.indexOf('--help') < 2) {
-        io.out(commandHelp(cmd));
-        return 0;
-      }
+    // -h/--help is tsnet's only before "--" and, for exec, before the sandbox name (the rest is the command's).
+    const ownArgs = cmdArgs.slice(0, cmdArgs.includes('--') ? cmdArgs.indexOf('--') : undefined);
+    const helpScope = cmd.path === 'sandbox exec' ? ownArgs.slice(0, Math.max(0, ownArgs.findIndex((a) => !a.startsWith('-')))) : ownArgs;
+    if (helpScope.includes('--help') || helpScope.includes('-h') || (cmd.path === 'sandbox exec' && ownArgs.length && ownArgs.every((a) => a === '-h' || a === '--help'))) {
+      io.out(commandHelp(cmd));
+      return 0;
     }
     const parsed = parseArgs(cmdArgs, cmd.flags, { stopAtFirstPositional: cmd.path === 'sandbox exec' });
     if (cmd.path === 'sandbox exec') {
@@ -418,12 +523,14 @@ export async function main(argv: string[], io = { out: (s: string) => process.st
             root: resolve(str(g.flags.root) ?? d.root),
             runDir: resolve(str(g.flags['run-dir']) ?? d.runDir),
             firewall: (fw as FirewallChoice | undefined) ?? d.firewall,
+            notice: (m) => io.err(`Warning: ${m}`),
           };
         }
         return settings;
       },
       tsnet: () => (composed ??= compose(env.settings(), log)),
       out: io.out,
+      err: io.err,
     };
     return await cmd.run(parsed, env);
   } catch (err) {

@@ -6,19 +6,19 @@ import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import type { Store, StoreTx } from '../store/store.js';
 import type { LinkInfo, SystemPorts } from '../system/ports.js';
-import type { FirewallBackend, FwBinding, FwState } from '../firewall/backend.js';
+import type { FirewallBackend, FwBinding, FwProxied, FwState } from '../firewall/backend.js';
 import { parseExpose, parsePortSpec, type PortRequest } from '../portmapper/spec.js';
-import { allocatePorts, ephemeralRange, type PortBinding, type Published } from '../portmapper/allocator.js';
+import { allocatePorts, describe, ephemeralRange, type PortBinding, type Published } from '../portmapper/allocator.js';
 import type { ProxyPort } from '../portmapper/proxy/client.js';
-import type { ProxyBinding } from '../portmapper/proxy/protocol.js';
+import type { ProxyBinding, ProxyLost } from '../portmapper/proxy/protocol.js';
 import type { DriverContext, DriverRegistry, OpenSandbox } from '../driverapi/driver.js';
 import type { EndpointRecord, NetworkRecord, SandboxRecord, State } from './model.js';
-import { AlreadyExistsError, ConflictError, InvalidConfigError, NotFoundError, runAll } from '../errors.js';
+import { AlreadyExistsError, ConflictError, InvalidConfigError, NotFoundError, PortInUseError, SyscallError, runAll } from '../errors.js';
 import { allocateAddress, planIpam, prefixLenOf, releaseAddresses } from '../ipam/allocator.js';
 import { macFromBytes, macFromIpv4, parseCidr, parseIp, type Cidr } from '../ipam/addr.js';
 import { findByRef, validateName } from './lookup.js';
 import { faultPoint } from '../fault.js';
-import { OPT, validateIfname } from '../../drivers/bridge/options.js';
+import { OPT, defaultHostIP, validateIfname } from '../../drivers/bridge/options.js';
 import { CONTAINER_PREFIX, checkRemovable, isContainerMode, planShare } from '../../drivers/container/index.js';
 
 export interface ControllerDeps {
@@ -35,8 +35,10 @@ export interface ControllerDeps {
   sweepIntervalMs?: number;
   /** The userland proxy (holds every published port; serves [::1] and --firewall none). */
   proxy?: ProxyPort;
-  /** Another backend, to remove what it left when the host switched to this one. */
-  firewallOf?: (name: 'iptables' | 'nftables') => FirewallBackend;
+  /** Another backend: to remove what it left when the host switched to this one, and for reads under a different --firewall. */
+  firewallOf?: (name: 'iptables' | 'nftables' | 'none') => FirewallBackend;
+  /** Tells the user something they must know (a backend switch, a lost port): the CLI prints it on stderr. */
+  notice?: (message: string) => void;
 }
 
 export interface CreateNetworkRequest {
@@ -75,7 +77,20 @@ export interface CreateSandboxRequest extends ConnectOptions {
   pid?: number;
 }
 
+/** What a multi-name rm did: the names removed, and each failure with its name. */
+export interface RemoveResult {
+  removed: string[];
+  failed: Array<{ ref: string; error: unknown }>;
+}
+
 const now = () => new Date().toISOString();
+
+/** "published port 0.0.0.0:8080/tcp of sandbox web is not held: ..." */
+function lostMessage(s: State, l: ProxyLost, owner: EndpointRecord | undefined): string {
+  const sbx = owner ? s.sandboxes[owner.sandboxId]?.name ?? owner.sandboxId.slice(0, 12) : 'unknown';
+  const why = l.code === 'EADDRINUSE' ? 'another program has it' : l.code;
+  return `published port ${describe({ proto: l.binding.proto, hostIP: l.binding.hostIP, hostPort: l.binding.hostPort })} of sandbox ${sbx} is not held by the userland proxy: ${why} (retrying every few seconds)`;
+}
 
 /** How long a full sweep of endpoints and leaked objects stays fresh for ordinary commands. */
 export const SWEEP_INTERVAL_MS = 30_000;
@@ -106,10 +121,13 @@ export class Controller {
     // A record left mid-operation means a process died (or is working right now):
     // take the lock and reconcile, so even a read-only command leaves nothing leaked.
     const inFlight = [s.networks, s.endpoints, s.sandboxes].some((m) => Object.values(m).some((x) => x.phase !== 'ready'));
-    // Likewise when the firewall backend changed: the rules move over at once.
-    const switched = s.firewall !== undefined && s.firewall !== this.d.firewall.name;
-    if (Object.keys(s.networks).length && !inFlight && !switched) return s;
-    return this.d.store.transact(async (tx) => this.reconcileLocked(tx));
+    // A read never moves rules to another backend (a `--firewall none` on `ls` must not strip the host).
+    if (Object.keys(s.networks).length && !inFlight) {
+      // Whoever notices first: a dead userland proxy is started again (it reloads its own ports).
+      this.d.proxy?.ensureRunning();
+      return s;
+    }
+    return this.d.store.transact(async (tx) => this.reconcileLocked(tx, { readOnly: true }));
   }
 
   findNetwork(s: State, ref: string): NetworkRecord {
@@ -197,18 +215,26 @@ export class Controller {
     };
   }
 
-  async removeNetworks(refs: string[]): Promise<string[]> {
+  /**
+   * Removes what can be removed, as Docker's multi-argument rm does: each name is
+   * looked up and removed on its own; failures are reported per name and do not
+   * stop the others. force: a name that does not exist is not a failure.
+   */
+  async removeNetworks(refs: string[], opts: { force?: boolean } = {}): Promise<RemoveResult> {
     return this.d.store.transact(async (tx) => {
       const s = await this.reconcileLocked(tx);
-      // Validate every name first: a bad one changes nothing.
-      const nets = refs.map((r) => this.findNetwork(s, r));
-      for (const n of nets) this.checkNetworkRemovable(s, n);
-      const removed: string[] = [];
-      for (const n of nets) {
-        await this.removeNetworkLocked(tx, s, n);
-        removed.push(n.name);
+      const out: RemoveResult = { removed: [], failed: [] };
+      for (const ref of refs) {
+        try {
+          const n = this.findNetwork(s, ref);
+          this.checkNetworkRemovable(s, n);
+          await this.removeNetworkLocked(tx, s, n);
+          out.removed.push(ref);
+        } catch (err) {
+          if (!(opts.force && err instanceof NotFoundError)) out.failed.push({ ref, error: err });
+        }
       }
-      return removed;
+      return out;
     });
   }
 
@@ -268,7 +294,11 @@ export class Controller {
       throw new InvalidConfigError(`--ip, --ip6, --ifname and -p/-P apply to bridge networks only (network ${net.name} uses driver ${net.driver})`);
     }
     // Parse every port spec before anything is allocated or touched.
-    const portRequests = [...(opts.publish ?? []).map(parsePortSpec), ...(opts.publishAll ? (opts.expose ?? []).map(parseExpose) : [])];
+    // A port without a host address takes the network's default (host_binding_ipv4), as in Docker.
+    const hostDefault = net.driver === 'bridge' ? defaultHostIP(net.options) : '';
+    const portRequests = [...(opts.publish ?? []).map(parsePortSpec), ...(opts.publishAll ? (opts.expose ?? []).map(parseExpose) : [])].map((r) =>
+      r.hostIP === '' && hostDefault ? { ...r, hostIP: hostDefault } : r,
+    );
     if (portRequests.length && net.internal) throw new InvalidConfigError(`network ${net.name} is internal: ports cannot be published from it`);
 
     const id = this.hex();
@@ -314,9 +344,9 @@ export class Controller {
       // another program grabbed since the probe fails here), NAT rules follow once the
       // container end exists, and only then does the proxy accept traffic.
       if (ep.ports?.length) {
-        await this.syncProxy(s, false);
+        await this.syncProxy(s, false, ep);
         await this.d.firewall.reconcile(this.desiredFirewall(s));
-        await this.syncProxy(s, true);
+        await this.syncProxy(s, true, ep);
       }
       await faultPoint('connect:after-ports');
     } catch (err) {
@@ -427,9 +457,11 @@ export class Controller {
           sbx = { id, name: req.name, kind: 'host', key: pin, phase: 'creating', created: now() };
         } else if (req.netnsPath) {
           if (this.d.sys.netns.inode(req.netnsPath) === undefined) throw new NotFoundError(`${req.netnsPath} is not a network namespace`);
+          this.checkAdoptable(s, req.netnsPath, `--netns ${req.netnsPath}`);
           sbx = { id, name: req.name, kind: 'path', key: req.netnsPath, phase: 'creating', created: now() };
         } else if (req.pid !== undefined) {
           if (this.d.sys.netns.inode(`/proc/${req.pid}/ns/net`) === undefined) throw new NotFoundError(`process ${req.pid} not found`);
+          this.checkAdoptable(s, `/proc/${req.pid}/ns/net`, `the network namespace of --pid ${req.pid}`);
           sbx = { id, name: req.name, kind: 'pid', key: pin, pid: req.pid, phase: 'creating', created: now() };
         } else {
           sbx = { id, name: req.name, kind: 'named', key: pin, phase: 'creating', created: now() };
@@ -452,22 +484,60 @@ export class Controller {
     });
   }
 
-  async removeSandboxes(refs: string[]): Promise<string[]> {
+  /**
+   * An adopted namespace (--netns, --pid) must be neither tsnet's own (the host's:
+   * an endpoint there would change the host's network; that is --network host) nor
+   * one another sandbox already manages (that is --network container:NAME).
+   */
+  private checkAdoptable(s: State, path: string, what: string): void {
+    const ino = this.d.sys.netns.inode(path);
+    if (ino !== undefined && ino === this.d.sys.netns.inode('/proc/self/ns/net')) {
+      throw new ConflictError(`${what} is the host's own network namespace (tsnet's): use --network host to work in it`);
+    }
+    const user = Object.values(s.sandboxes).find((x) => x.kind !== 'container' && x.kind !== 'host' && this.d.sys.netns.inode(x.key) === ino);
+    if (user) throw new ConflictError(`${what} is already the namespace of sandbox ${user.name}: use --network container:${user.name} to share it`);
+  }
+
+  /**
+   * Removes what can be removed (see removeNetworks). Sandboxes that share the
+   * namespace of another one named in the same command go first, so
+   * `sandbox rm web sidecar` works in either order.
+   */
+  async removeSandboxes(refs: string[], opts: { force?: boolean } = {}): Promise<RemoveResult> {
     return this.d.store.transact(async (tx) => {
       const s = await this.reconcileLocked(tx);
-      const list = refs.map((r) => this.findSandbox(s, r));
-      for (const x of list) checkRemovable(x, s);
-      for (const x of list) {
-        x.phase = 'removing';
-        for (const e of this.endpointsOf(s, (y) => y.sandboxId === x.id)) e.phase = 'removing';
-        tx.write(s);
-        await faultPoint('sandbox-rm:after-mark');
-        await this.d.firewall.reconcile(this.desiredFirewall(s));
-        await this.syncProxy(s, true);
-        await this.teardownSandbox(s, x);
-        tx.write(s);
+      const out: RemoveResult = { removed: [], failed: [] };
+      const found: Array<{ ref: string; sbx: SandboxRecord }> = [];
+      for (const ref of refs) {
+        try {
+          const sbx = this.findSandbox(s, ref);
+          if (!found.some((f) => f.sbx.id === sbx.id)) found.push({ ref, sbx });
+        } catch (err) {
+          if (!(opts.force && err instanceof NotFoundError)) out.failed.push({ ref, error: err });
+        }
       }
-      return list.map((x) => x.name);
+      // Dependants first: a sandbox sharing another's namespace before the one it shares.
+      const depth = (x: SandboxRecord): number => (x.containerOf && s.sandboxes[x.containerOf] ? 1 + depth(s.sandboxes[x.containerOf]!) : 0);
+      found.sort((a, b) => depth(b.sbx) - depth(a.sbx));
+      for (const { ref, sbx: x } of found) {
+        try {
+          checkRemovable(x, s);
+          x.phase = 'removing';
+          for (const e of this.endpointsOf(s, (y) => y.sandboxId === x.id)) e.phase = 'removing';
+          tx.write(s);
+          await faultPoint('sandbox-rm:after-mark');
+          await this.d.firewall.reconcile(this.desiredFirewall(s));
+          await this.syncProxy(s, true);
+          await this.teardownSandbox(s, x);
+          tx.write(s);
+          out.removed.push(ref);
+        } catch (err) {
+          out.failed.push({ ref, error: err });
+        }
+      }
+      // In the order they were named.
+      out.removed.sort((a, b) => refs.indexOf(a) - refs.indexOf(b));
+      return out;
     });
   }
 
@@ -643,7 +713,19 @@ export class Controller {
         }
       }
     }
-    return { networks, bindings };
+    // IPv6 clients of IPv4-only endpoints reach the proxy on INPUT: the operator's hook goes there too.
+    const proxied: FwProxied[] = [];
+    if (this.d.proxy) {
+      for (const ep of Object.values(s.endpoints)) {
+        const n = s.networks[ep.networkId];
+        if (!ep.ports?.length || ep.phase === 'removing' || !n?.bridge || n.phase === 'removing' || ep.ipv6 || !ep.ipv4) continue;
+        for (const p of ep.ports) {
+          if (p.proto === 'sctp' || (p.hostIP !== '' && !p.hostIP.includes(':'))) continue;
+          proxied.push({ family: 6, proto: p.proto, hostIP: p.hostIP === '::' ? '' : p.hostIP, port: p.hostPort, portEnd: p.hostPortEnd });
+        }
+      }
+    }
+    return { networks, bindings, proxied };
   }
 
   /** Every listening address the userland proxy must hold, with its target. */
@@ -656,7 +738,7 @@ export class Controller {
       for (const p of ep.ports) {
         if (p.proto === 'sctp') continue; // Node has no SCTP sockets: NAT only
         const listens: Array<[string, string | undefined]> =
-          p.hostIP === '' ? [['0.0.0.0', v4 ?? v6], ['::', v6 ?? v4]] : [[p.hostIP, p.hostIP.includes(':') ? v6 ?? v4 : v4]];
+          p.hostIP === '' ? [['0.0.0.0', v4 ?? v6], ['::', v6 ?? v4]] : [[p.hostIP, p.hostIP.includes(':') ? v6 ?? v4 : v4 ?? v6]];
         for (const [hostIP, target] of listens) {
           if (!target) continue;
           for (let i = 0; i <= p.hostPortEnd - p.hostPort; i++) {
@@ -669,8 +751,40 @@ export class Controller {
     return out;
   }
 
-  private async syncProxy(s: State, activate: boolean): Promise<void> {
-    if (this.d.proxy) await this.d.proxy.sync(this.proxyBindings(s), activate);
+  /**
+   * Makes the proxy hold exactly the published ports. A port of `mine` (the
+   * endpoint this command publishes) that cannot be held fails the command; other
+   * lost ports (taken by another program while the proxy was down) are told to the
+   * user, and the proxy keeps trying to take them back.
+   */
+  private async syncProxy(s: State, activate: boolean, mine?: EndpointRecord): Promise<void> {
+    if (!this.d.proxy) return;
+    const lost = await this.d.proxy.sync(this.proxyBindings(s), activate);
+    for (const l of lost) {
+      const owner = this.ownerOf(s, l.binding);
+      const what = describe({ proto: l.binding.proto, hostIP: l.binding.hostIP, hostPort: l.binding.hostPort });
+      if (mine && owner?.id === mine.id) {
+        if (l.code === 'EADDRINUSE') throw new PortInUseError(`port ${what} is already in use by another program`);
+        throw new SyscallError('bind', l.code, `the userland proxy cannot bind ${what}: ${l.code}`);
+      }
+      this.d.notice?.(lostMessage(s, l, owner));
+    }
+  }
+
+  /** The endpoint a proxy binding belongs to. */
+  private ownerOf(s: State, b: ProxyBinding): EndpointRecord | undefined {
+    return Object.values(s.endpoints).find((e) =>
+      (e.ports ?? []).some((p) => p.proto === b.proto && b.hostPort >= p.hostPort && b.hostPort <= p.hostPortEnd && (p.hostIP === b.hostIP || (p.hostIP === '' && (b.hostIP === '0.0.0.0' || b.hostIP === '::')))),
+    );
+  }
+
+  /** Published ports the userland proxy should hold and cannot, with their sandbox (for port and inspect). */
+  async lostPorts(s: State): Promise<Array<{ endpointId?: string; text: string }>> {
+    if (!this.d.proxy) return [];
+    return (await this.d.proxy.lost()).map((l) => {
+      const owner = this.ownerOf(s, l.binding);
+      return { endpointId: owner?.id, text: lostMessage(s, l, owner) };
+    });
   }
 
   /** Chooses host ports for an endpoint's requests (validation: nothing is touched yet). */
@@ -683,8 +797,14 @@ export class Controller {
     const out: PortBinding[] = [];
     for (const r of reqs) {
       const fam = r.hostIP === '' ? 0 : r.hostIP.includes(':') ? 6 : 4;
-      if (fam === 4 && !ep.ipv4) throw new InvalidConfigError(`sandbox ${sbx.name} has no IPv4 address on this network for host address ${r.hostIP}`);
-      if (fam === 6 && !ep.ipv6) throw new InvalidConfigError(`sandbox ${sbx.name} has no IPv6 address on this network for host address ${r.hostIP} (create the network with --ipv6)`);
+      // A host address of the other family than the endpoint's is served by the userland proxy (as Docker does).
+      const spec = `host address ${r.hostIP}`;
+      if ((fam === 4 && !ep.ipv4) || (fam === 6 && !ep.ipv6)) {
+        if (!this.d.proxy) {
+          throw new InvalidConfigError(`sandbox ${sbx.name} has no IPv${fam} address on network ${s.networks[ep.networkId]?.name} for ${spec}, and without the userland proxy (TSNET_USERLAND_PROXY=false) nothing can serve it${fam === 6 ? ' (create the network with --ipv6)' : ''}`);
+        }
+        if (r.proto === 'sctp') throw new InvalidConfigError(`${spec}: SCTP is NAT only, and sandbox ${sbx.name} has no IPv${fam} address on this network`);
+      }
       const b = await allocatePorts(r, { published, ephemeral, inUse: (proto, ip, port) => this.d.sys.portInUse(proto, ip, port) });
       out.push(b);
       published.push({ ...b, owner: sbx.name });
@@ -718,7 +838,7 @@ export class Controller {
    * tsnet-tagged links and namespace pins nobody owns are removed, and the
    * firewall is rewritten if it differs from what the networks need.
    */
-  private async reconcileLocked(tx: StoreTx<State>, opts: { sweep?: boolean } = {}): Promise<State> {
+  private async reconcileLocked(tx: StoreTx<State>, opts: { sweep?: boolean; readOnly?: boolean } = {}): Promise<State> {
     const s = tx.state;
     const log = this.d.log.child({ component: 'reconcile' });
     let dirty = false;
@@ -737,12 +857,16 @@ export class Controller {
       dirty = true;
     }
 
-    // 0. The firewall backend changed (--firewall, or what auto found): the old one's rules go.
-    if (s.firewall !== this.d.firewall.name) {
+    // 0. The firewall backend changed (--firewall, or what auto found): a changing command moves
+    //    the rules over (and says so); a read keeps using the backend that programmed the kernel.
+    let fw = this.d.firewall;
+    if (s.firewall !== undefined && s.firewall !== this.d.firewall.name && opts.readOnly && this.d.firewallOf) {
+      fw = this.d.firewallOf(s.firewall);
+    } else if (s.firewall !== this.d.firewall.name) {
       const old = s.firewall;
-      if (old && old !== 'none' && this.d.firewallOf) {
-        log.info({ from: old, to: this.d.firewall.name }, 'firewall backend changed: removing the previous backend\'s rules');
-        await attempt(`removing ${old} rules`, () => this.d.firewallOf!(old).removeAll());
+      if (old && this.d.firewallOf) {
+        this.d.notice?.(`firewall backend changed from ${old} to ${this.d.firewall.name}: ${old === 'none' ? 'programming' : `moving tsnet's rules from ${old} to`} ${this.d.firewall.name === 'none' ? 'none (no masquerade, isolation or NAT from now on)' : this.d.firewall.name}`);
+        if (old !== 'none') await attempt(`removing ${old} rules`, () => this.d.firewallOf!(old).removeAll());
       }
       s.firewall = this.d.firewall.name;
       dirty = true;
@@ -797,8 +921,8 @@ export class Controller {
 
     // 4. Firewall: one transaction, only if something differs. Then the proxy holds
     //    exactly the published ports (started again if it died).
-    const fw = await this.d.firewall.reconcile(this.desiredFirewall(s));
-    if (fw.changed) log.info('firewall rules restored');
+    const fwResult = await fw.reconcile(this.desiredFirewall(s));
+    if (fwResult.changed) log.info('firewall rules restored');
     await attempt('userland proxy', () => this.syncProxy(s, true));
     if (problems.length) log.warn({ count: problems.length }, 'reconcile finished with problems');
     return s;

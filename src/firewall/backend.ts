@@ -32,9 +32,24 @@ export interface FwBinding {
   containerPortEnd: number;
 }
 
+/**
+ * A host port the userland proxy serves without NAT: IPv6 clients of an endpoint
+ * that has only IPv4. Such traffic ends on INPUT, not FORWARD, so the operator's
+ * chain is hooked there too for these ports.
+ */
+export interface FwProxied {
+  family: 6;
+  proto: 'tcp' | 'udp';
+  /** '' = every address. */
+  hostIP: string;
+  port: number;
+  portEnd: number;
+}
+
 export interface FwState {
   networks: FwNetwork[];
   bindings?: FwBinding[];
+  proxied?: FwProxied[];
 }
 
 export interface FirewallBackend {

@@ -1,6 +1,6 @@
 // IPAM: subnet selection and address allocation. Pure functions over plain
 // records, so the same code serves the CLI, the CNI IPAM plugin and unit tests.
-import { ConflictError, ExhaustedError, InvalidConfigError } from '../errors.js';
+import { ConflictError, ExhaustedError, InvalidConfigError, UnsupportedError } from '../errors.js';
 import {
   cidrContains, cidrLast, cidrOverlaps, cidrWithin, formatCidr, formatIp, parseCidr, parseIp, type Cidr, type IpAddr,
 } from './addr.js';
@@ -56,10 +56,10 @@ export function planIpam(req: IpamRequest, ctx: IpamContext): SubnetState[] {
       throw new InvalidConfigError(`subnet ${formatCidr(s)} is too small: it leaves no address for an endpoint besides the gateway`);
     }
   }
-  for (let i = 0; i < subnets.length; i++) {
-    for (let j = i + 1; j < subnets.length; j++) {
-      if (cidrOverlaps(subnets[i]!, subnets[j]!)) throw new InvalidConfigError(`subnets ${formatCidr(subnets[i]!)} and ${formatCidr(subnets[j]!)} overlap`);
-    }
+  // As Docker's bridge driver: one subnet per family (a second would be accepted and never used).
+  for (const f of [4, 6] as const) {
+    const of = subnets.filter((x) => x.family === f);
+    if (of.length > 1) throw new UnsupportedError(`the bridge driver doesn't support multiple ${familyName(f)} subnets (${of.map(formatCidr).join(', ')})`);
   }
   if (!subnets.length && (req.gateways.length || req.ipRanges.length || Object.keys(req.auxAddresses).length)) {
     throw new InvalidConfigError('--gateway, --ip-range and --aux-address need a --subnet to belong to');
@@ -184,7 +184,9 @@ export function allocateAddress(
       cand = cand === last ? first : cand + 1n;
     }
   }
-  throw new ExhaustedError(`no free ${familyName(family)} address left in network ${network} (${ofFamily.map((s) => s.subnet).join(', ')})`);
+  // Name what the user gave: the --ip-range that is full, or the subnet.
+  const where = ofFamily.map((s) => (s.ipRange ? `--ip-range ${s.ipRange} of subnet ${s.subnet}` : `subnet ${s.subnet}`)).join(', ');
+  throw new ExhaustedError(`no free ${familyName(family)} address left in network ${network} (${where})`);
 }
 
 /** Releases every address held by owner; returns how many were freed. */

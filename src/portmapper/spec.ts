@@ -18,19 +18,20 @@ export interface PortRequest {
   containerPortEnd: number;
 }
 
-function port(text: string, what: string, spec: string): number {
-  if (!/^\d{1,5}$/.test(text)) throw new InvalidConfigError(`invalid ${what} "${text}" in -p ${spec}`);
+/** `flag` is how the user wrote it ("-p 8080:80", "--expose 80"), so messages name it. */
+function port(text: string, what: string, flag: string): number {
+  if (!/^\d{1,5}$/.test(text)) throw new InvalidConfigError(`invalid ${what} "${text}" in ${flag}`);
   const n = Number(text);
-  if (n < 1 || n > 65535) throw new InvalidConfigError(`${what} ${n} in -p ${spec} is outside 1-65535`);
+  if (n < 1 || n > 65535) throw new InvalidConfigError(`${what} ${n} in ${flag} is outside 1-65535`);
   return n;
 }
 
-function range(text: string, what: string, spec: string): [number, number] {
+function range(text: string, what: string, flag: string): [number, number] {
   const m = /^([^-]+)(?:-([^-]+))?$/.exec(text);
-  if (!m) throw new InvalidConfigError(`invalid ${what} "${text}" in -p ${spec}`);
-  const a = port(m[1]!, what, spec);
-  const b = m[2] === undefined ? a : port(m[2], what, spec);
-  if (b < a) throw new InvalidConfigError(`${what} range ${text} in -p ${spec} ends before it starts`);
+  if (!m) throw new InvalidConfigError(`invalid ${what} "${text}" in ${flag}`);
+  const a = port(m[1]!, what, flag);
+  const b = m[2] === undefined ? a : port(m[2], what, flag);
+  if (b < a) throw new InvalidConfigError(`${what} range ${text} in ${flag} ends before it starts`);
   return [a, b];
 }
 
@@ -74,10 +75,10 @@ export function parsePortSpec(spec: string): PortRequest {
     containerText = parts[0]!;
   }
   if (!containerText) throw new InvalidConfigError(`invalid -p ${spec}: no container port`);
-  const [cp, cpEnd] = range(containerText, 'container port', spec);
+  const [cp, cpEnd] = range(containerText, 'container port', `-p ${spec}`);
   const out: PortRequest = { proto, hostIP, containerPort: cp, containerPortEnd: cpEnd };
   if (hostText) {
-    const [hp, hpEnd] = range(hostText, 'host port', spec);
+    const [hp, hpEnd] = range(hostText, 'host port', `-p ${spec}`);
     const hostLen = hpEnd - hp;
     const contLen = cpEnd - cp;
     // A host range with one container port means "any one free port of the range" (Docker).
@@ -95,6 +96,6 @@ export function parseExpose(spec: string): PortRequest {
   const s = spec.trim();
   const slash = s.lastIndexOf('/');
   const proto = parseProto(slash >= 0 ? s.slice(slash + 1) : undefined, `--expose ${spec}`);
-  const [cp, cpEnd] = range(slash >= 0 ? s.slice(0, slash) : s, 'port', spec);
+  const [cp, cpEnd] = range(slash >= 0 ? s.slice(0, slash) : s, 'port', `--expose ${spec}`);
   return { proto, hostIP: '', containerPort: cp, containerPortEnd: cpEnd };
 }

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { planRestore, renderDesired } from '../../src/firewall/iptables/render.js';
 import { parseIptablesSave } from '../../src/firewall/iptables/parse.js';
 import type { FwState } from '../../src/firewall/backend.js';
-import { planNft, renderElements } from '../../src/firewall/nftables/render.js';
+import { CHAINS, planNft, renderElements } from '../../src/firewall/nftables/render.js';
 import { parseNftTable } from '../../src/firewall/nftables/parse.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'golden', 'firewall');
@@ -41,6 +41,15 @@ const PORTS: FwState = {
   ],
 };
 
+/** IPv6 clients of IPv4-only endpoints: the proxy serves them on INPUT. */
+const PROXIED: FwState = {
+  ...PORTS,
+  proxied: [
+    { family: 6, proto: 'tcp', hostIP: '', port: 8080, portEnd: 8080 },
+    { family: 6, proto: 'tcp', hostIP: '2001:db8::7', port: 9000, portEnd: 9010 },
+  ],
+};
+
 const EMPTY_SAVE = `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n`;
 
 test('first install, IPv4 and IPv6 transactions', () => {
@@ -54,6 +63,18 @@ test('published ports: one DNAT rule per binding (ranges too), DNAT-only forward
   const text = planRestore(renderDesired(PORTS, 4), parseIptablesSave(EMPTY_SAVE))!;
   assert.equal((text.match(/-j DNAT/g) ?? []).length, 4);
   assert.match(text, /--dport 9000:9010 .* --to-destination 172\.17\.0\.3:7000-7010\/9000/);
+});
+
+test('proxied ports: the operator\'s TSNET-USER sees them from INPUT (IPv6), also on a host without IPv6 networks', () => {
+  golden('proxied-v6.rules', planRestore(renderDesired(PROXIED, 6), parseIptablesSave(EMPTY_SAVE))!);
+  const v4only = planRestore(renderDesired({ networks: [STATE.networks[0]!], proxied: PROXIED.proxied }, 6), parseIptablesSave(EMPTY_SAVE))!;
+  assert.match(v4only, /^-A TSNET-PROXY-INPUT -p tcp -m tcp --dport 8080 -j TSNET-USER$/m);
+  assert.match(v4only, /^-I INPUT 1 -j TSNET-PROXY-INPUT$/m);
+  assert.doesNotMatch(v4only, /\*nat/, 'nothing else in ip6tables');
+  assert.doesNotMatch(planRestore(renderDesired(PROXIED, 4), parseIptablesSave(EMPTY_SAVE))!, /PROXY-INPUT/, 'IPv4 is NAT');
+  const els = renderElements(PROXIED);
+  assert.deepEqual([...els.get('proxied6')!], ['tcp . 8080']);
+  assert.equal(els.get('proxied6addr')!.size, 11);
 });
 
 /** What iptables-save would print after applying a plan to an empty ruleset (our chains only). */
@@ -121,7 +142,7 @@ function simulateNftList(state: FwState): string {
   for (const [name, set] of els) out.push(`\tset ${name} {`, '\t\ttype x', ...(set.size ? [`\t\telements = { ${[...set].join(',\n\t\t\t     ')} }`] : []), '\t}');
   out.push('\tchain user {', '\t}');
   const script = planNft(state, undefined)!;
-  for (const chain of ['forward', 'prerouting', 'output', 'postrouting', 'raw']) {
+  for (const chain of CHAINS.map((c) => c.name)) {
     out.push(`\tchain ${chain} {`, '\t\ttype filter hook forward priority filter; policy accept;');
     for (const l of script.split('\n')) if (l.startsWith(`add rule inet tsnet ${chain} `)) out.push(`\t\t${l.slice(`add rule inet tsnet ${chain} `.length)}`);
     out.push('\t}');

@@ -2,9 +2,9 @@
 // reconcile repairs what was broken by hand; parallel commands stay consistent.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { skipReason, withHost, type TestHost } from './harness.js';
+import { TSNET_BIN, runSync, skipReason, withHost, type TestHost } from './harness.js';
 
 const skip = skipReason('ping');
 
@@ -58,7 +58,7 @@ test('bad input gets one clear error line and changes nothing', { skip }, () =>
     expectRefused(h, ['network', 'connect', '--ip', '172.17.0.1', 'bridge', 'a'], /in use.*gateway/);
     expectRefused(h, ['network', 'rm', 'n1'], /has active endpoints \(a\)/);
     expectRefused(h, ['network', 'rm', 'bridge'], /pre-defined/);
-    expectRefused(h, ['network', 'rm', 'n1', 'nope'], /network nope not found/);
+    expectRefused(h, ['network', 'rm', 'nope'], /network nope not found/);
     expectRefused(h, ['network', 'disconnect', 'bridge', 'a'], /not connected/);
     expectRefused(h, ['sandbox', 'create', 'a'], /already exists/);
     expectRefused(h, ['sandbox', 'create', 'a b'], /invalid sandbox name/);
@@ -209,4 +209,39 @@ test('parallel connects get distinct addresses and consistent state', { skip }, 
     const ips = Object.values(h.inspect('network', 'par').Containers).map((c: any) => c.IPv4Address);
     assert.equal(new Set(ips).size, names.length);
     assert.ok(h.ping('p0', '10.50.0.13') || h.ping('p1', '10.50.0.2'));
+  }));
+
+test('a state file that is valid JSON of the wrong shape is named, with the backup to restore; a full disk leaves no temp file', { skip }, () =>
+  withHost((h) => {
+    h.ok(['network', 'create', 'keep']);
+    h.ok(['network', 'create', 'n2']);
+    const good = readFileSync(join(h.root, 'state.json'), 'utf8');
+    for (const bad of ['{}', 'null', '[]', '{"version":1,"networks":{"x":{"id":"x"}},"endpoints":{},"sandboxes":{}}', '{"version":1']) {
+      writeFileSync(join(h.root, 'state.json'), bad);
+      for (const args of [['network', 'ls'], ['network', 'create', 'n3']]) {
+        const r = h.tsnet(args);
+        assert.equal(r.code, 13, `${bad}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`^Error: state file ${join(h.root, 'state.json')} is invalid \\(.+\\); the previous state is in ${join(h.root, 'state.json.bak')}: restore it with 'cp `));
+        assert.doesNotMatch(r.stderr, /TypeError|\n\s+at /, 'no JavaScript error or stack');
+        assert.equal(readFileSync(join(h.root, 'state.json'), 'utf8'), bad, 'nothing was written over it');
+      }
+    }
+    // The backup is the state before the last write: restoring it is a working state.
+    writeFileSync(join(h.root, 'state.json'), readFileSync(join(h.root, 'state.json.bak'), 'utf8'));
+    assert.match(h.ok(['network', 'ls', '--format', '{{.Name}}']), /keep/);
+    writeFileSync(join(h.root, 'state.json'), good);
+
+    // A full disk, in a private mount namespace of this test's own (the host's mounts are untouched).
+    const script = [
+      `mount -t tmpfs -o size=128k tsnet-full ${h.dir}/full-root`,
+      `TSNET_ROOT=${h.dir}/full-root ${process.execPath} ${TSNET_BIN} network create first >/dev/null`,
+      `dd if=/dev/zero of=${h.dir}/full-root/filler bs=4k 2>/dev/null; sync`,
+      `TSNET_ROOT=${h.dir}/full-root ${process.execPath} ${TSNET_BIN} network create second; echo "code=$?"`,
+      `ls -a ${h.dir}/full-root`,
+    ].join('\n');
+    h.sh('mkdir', '-p', join(h.dir, 'full-root'));
+    const r = runSync(['nsenter', `--net=${h.nsPath}`, '--', 'unshare', '-m', '--propagation', 'private', 'sh', '-c', script]);
+    assert.match(r.stdout, /code=10/, r.stdout + r.stderr);
+    assert.match(r.stderr, /cannot write the state file .*: ENOSPC/);
+    assert.doesNotMatch(r.stdout, /\.tmp/, `no temp file left:\n${r.stdout}`);
   }));

@@ -193,8 +193,14 @@ export class TestHost {
   }
 
   destroy(): void {
-    const pid = this.proxyPid();
-    if (pid) spawnSync('kill', ['-9', String(pid)]);
+    // The keeper first: it would start a killed proxy again.
+    for (const f of ['proxy.keeper.pid', 'proxy.sock.pid']) {
+      try {
+        spawnSync('kill', ['-9', readFileSync(join(this.runDir, f), 'utf8').trim()]);
+      } catch {
+        /* none ran */
+      }
+    }
     const pins = join(this.runDir, 'netns');
     if (existsSync(pins)) {
       for (const p of readdirSync(pins)) spawnSync('umount', ['-l', join(pins, p)]);

@@ -54,6 +54,25 @@ test('sandboxes over an existing namespace: by path and by process id', { skip }
     const ns = h.addNamespace();
     h.ok(['sandbox', 'create', '--netns', ns, 'p']);
     assert.match(h.inNs(ns, 'ip', '-o', 'addr', 'show', 'eth0').stdout, /172\.17\.0\.2/);
+    const twice = h.tsnet(['sandbox', 'create', '--netns', ns, 'p2']);
+    assert.equal(twice.code, 5, twice.stderr);
+    assert.match(twice.stderr, /already the namespace of sandbox p: use --network container:p/);
+    // tsnet's own namespace (the host's), by path or by a process living there: refused, nothing changes.
+    const linksBefore = h.links();
+    const own = h.tsnet(['sandbox', 'create', '--netns', h.nsPath, 'hostile']);
+    assert.equal(own.code, 5, own.stderr);
+    assert.match(own.stderr, /the host's own network namespace .*--network host/);
+    const hostProc = spawn('nsenter', [`--net=${h.nsPath}`, '--', 'sleep', '30'], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const byPid = h.tsnet(['sandbox', 'create', '--pid', String(hostProc.pid), 'hostile']);
+      assert.equal(byPid.code, 5, byPid.stderr);
+      assert.match(byPid.stderr, new RegExp(`namespace of --pid ${hostProc.pid} is the host's own`));
+    } finally {
+      hostProc.kill('SIGKILL');
+    }
+    assert.deepEqual(h.links(), linksBefore, 'no endpoint was put into the host namespace');
+    assert.doesNotMatch(h.ok(['sandbox', 'ls']), /hostile|p2/);
     h.ok(['sandbox', 'rm', 'p']);
     assert.equal(h.inNs(ns, 'ip', 'link', 'show', 'eth0').code, 1, 'eth0 is gone, the namespace (not ours) stays');
 

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { runSync, skipReason, withHost, type TestHost } from './harness.js';
 import { request, startServer } from './netprobe.js';
 
@@ -46,8 +47,8 @@ for (const fw of ['iptables', 'nftables']) {
         h.inNs(outside, 'ip', 'route', 'add', '172.17.0.0/16', 'via', '198.51.100.1');
         assert.equal(request(outside, 'tcp', '172.17.0.2', 80), 'timeout', 'the container address itself is not reachable from outside');
         assert.deepEqual(h.ok(['port', 'web']).split('\n'), [
-          '80/tcp -> 0.0.0.0:8080', '80/tcp -> 127.0.0.1:8081', '90/udp -> 0.0.0.0:9090',
-          '7000/tcp -> 0.0.0.0:8000', '7001/tcp -> 0.0.0.0:8001', '7002/tcp -> 0.0.0.0:8002',
+          '80/tcp -> 0.0.0.0:8080', '80/tcp -> [::]:8080', '80/tcp -> 127.0.0.1:8081', '90/udp -> 0.0.0.0:9090', '90/udp -> [::]:9090',
+          '7000/tcp -> 0.0.0.0:8000', '7000/tcp -> [::]:8000', '7001/tcp -> 0.0.0.0:8001', '7001/tcp -> [::]:8001', '7002/tcp -> 0.0.0.0:8002', '7002/tcp -> [::]:8002',
         ]);
         // What we render is exactly what the kernel prints back: with the fast-path mark
       // gone, a full check finds nothing to change.
@@ -58,7 +59,7 @@ for (const fw of ['iptables', 'nftables']) {
       assert.doesNotMatch(dbg.stderr, /"iptables-restore"|"nft","-f"/, 'and applied nothing');
       const ports = h.inspect('network', 'bridge').Containers;
         const web = Object.values(ports).find((c: any) => c.Name === 'web') as any;
-        assert.deepEqual(web.Ports['90/udp'], [{ HostIp: '0.0.0.0', HostPort: '9090' }]);
+        assert.deepEqual(web.Ports['90/udp'], [{ HostIp: '0.0.0.0', HostPort: '9090' }, { HostIp: '::', HostPort: '9090' }]);
       } finally {
         for (const s of servers) s.kill();
       }
@@ -102,7 +103,7 @@ for (const fw of ['iptables', 'nftables']) {
       h.ok(['sandbox', 'create', '-P', '--expose', '80', '--expose', '53/udp', 'auto']);
       h.ok(['sandbox', 'create', '-p', '7070:80', 'keep']);
       const lines = h.ok(['port', 'auto']).split('\n');
-      assert.equal(lines.length, 2);
+      assert.equal(lines.length, 4, 'two ports, each on 0.0.0.0 and [::] (the proxy serves IPv6)');
       for (const l of lines) {
         const port = Number(l.split(':').pop());
         assert.ok(port >= 40000 && port <= 40099, l);
@@ -156,6 +157,55 @@ for (const fw of ['iptables', 'nftables']) {
     }, { firewall: fw }));
 }
 
+for (const fw of ['iptables', 'nftables']) {
+  test(`${fw}: IPv6 clients of an IPv4-only endpoint reach it through the proxy, past the operator's hook; -p [::1]:P and [v6]:P accepted`, { skip }, async () =>
+    withHost(async (h) => {
+      const outside = h.addOutside();
+      h.sh('ip', 'addr', 'add', '2001:db8:1::1/64', 'dev', 'uplink0', 'nodad');
+      h.inNs(outside, 'ip', 'addr', 'add', '2001:db8:1::2/64', 'dev', 'eth0', 'nodad');
+      h.ok(['sandbox', 'create', '-p', '8096:80', '-p', '[::1]:8097:80', '-p', '[2001:db8:1::1]:8098:80', 'web']);
+      assert.deepEqual(h.ok(['port', 'web']).split('\n'), ['80/tcp -> 0.0.0.0:8096', '80/tcp -> [::]:8096', '80/tcp -> [::1]:8097', '80/tcp -> [2001:db8:1::1]:8098']);
+      const server = await startServer(sbxPath(h, 'web'), 'tcp', [80]);
+      try {
+        await settleIpv6([h.nsPath, outside]);
+        assert.equal(request(outside, 'tcp', '2001:db8:1::1', 8096), '172.17.0.1 80', 'IPv6 client, IPv4 container: through the proxy');
+        assert.equal(request(outside, 'tcp', '2001:db8:1::1', 8098), '172.17.0.1 80', 'an IPv6 host address on an IPv4-only network');
+        assert.equal(request(h.nsPath, 'tcp', '::1', 8097), '172.17.0.1 80', '[::1]');
+        // The operator blocks that client in the chain tsnet leaves to them: it holds for proxied ports too.
+        if (fw === 'iptables') h.sh('ip6tables', '-I', 'TSNET-USER', '-s', '2001:db8:1::2', '-j', 'DROP');
+        else h.sh('nft', 'add', 'rule', 'inet', 'tsnet', 'user', 'ip6', 'saddr', '2001:db8:1::2', 'drop');
+        assert.equal(request(outside, 'tcp', '2001:db8:1::1', 8096), 'timeout', 'the operator\'s rule sees proxied traffic');
+        assert.equal(request(outside, 'tcp', '2001:db8:1::1', 8098), 'timeout');
+        assert.equal(request(outside, 'tcp', '198.51.100.1', 8096), '198.51.100.2 80', 'IPv4 is unaffected');
+        h.ok(['sandbox', 'create', '--network', 'none', 'trigger']);
+        assert.equal(request(outside, 'tcp', '2001:db8:1::1', 8096), 'timeout', 'reconcile keeps the operator\'s rule');
+      } finally {
+        server.kill();
+      }
+      h.ok(['sandbox', 'rm', 'web', 'trigger']);
+      if (fw === 'iptables') assert.doesNotMatch(h.sh('ip6tables-save').stdout, /TSNET-PROXY-INPUT/, 'the INPUT hook goes with the last proxied port');
+    }, { firewall: fw }));
+}
+
+test('-o com.docker.network.bridge.host_binding_ipv4: validated, and the default host address of the network\'s ports', { skip }, async () =>
+  withHost(async (h) => {
+    const outside = h.addOutside();
+    const bad = h.tsnet(['network', 'create', '-o', 'com.docker.network.bridge.host_binding_ipv4=garbage', 'x']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /host_binding_ipv4="garbage" is not an IP address/);
+    h.ok(['network', 'create', '-o', 'com.docker.network.bridge.host_binding_ipv4=127.0.0.1', 'local']);
+    h.ok(['sandbox', 'create', '--network', 'local', '-p', '8099:80', '-p', '198.51.100.1:8100:80', 'web']);
+    assert.deepEqual(h.ok(['port', 'web']).split('\n'), ['80/tcp -> 127.0.0.1:8099', '80/tcp -> 198.51.100.1:8100']);
+    const server = await startServer(sbxPath(h, 'web'), 'tcp', [80]);
+    try {
+      assert.match(request(h.nsPath, 'tcp', '127.0.0.1', 8099), / 80$/, 'published on 127.0.0.1');
+      assert.match(request(outside, 'tcp', '198.51.100.1', 8099), /error|timeout/, 'and only there');
+      assert.equal(request(outside, 'tcp', '198.51.100.1', 8100), '198.51.100.2 80', 'an explicit host address still wins');
+    } finally {
+      server.kill();
+    }
+  }));
+
 test('userland proxy: holds published ports, serves [::1] and --firewall none, comes back after a kill, leaves with the last port', { skip }, async () =>
   withHost(async (h) => {
     h.ok(['network', 'create', '--ipv6', '--subnet', '10.70.0.0/24', '--subnet', 'fd00:70::/64', 'v6']);
@@ -170,22 +220,70 @@ test('userland proxy: holds published ports, serves [::1] and --firewall none, c
       await settleIpv6([h.nsPath, sbxPath(h, 'web')]);
       assert.equal(request(h.nsPath, 'tcp', '::1', 8090), 'fd00:70::1 80', '[::1] through the proxy');
       assert.equal(request(h.nsPath, 'udp', '::1', 5300), 'fd00:70::1 53', 'UDP [::1] through the proxy');
-      // Killed, it is started again and re-fed by the next command.
+      // Killed, it is started again by its keeper and takes its ports back, before any tsnet command.
       h.sh('kill', '-9', String(pid));
-      await new Promise((r) => setTimeout(r, 100));
-      h.ok(['network', 'ls']);
-      h.ok(['sandbox', 'create', '--network', 'none', 'trigger']);
-      const again = h.proxyPid();
-      assert.ok(again && again !== pid, 'a new proxy');
-      assert.equal(request(h.nsPath, 'tcp', '::1', 8090), 'fd00:70::1 80');
+      let again: number | undefined;
+      for (let i = 0; i < 60 && !(again && again !== pid && request(h.nsPath, 'tcp', '::1', 8090) === 'fd00:70::1 80'); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        again = h.proxyPid();
+      }
+      assert.ok(again && again !== pid, 'a new proxy, with no command run');
+      assert.equal(request(h.nsPath, 'tcp', '::1', 8090), 'fd00:70::1 80', 'serving its ports again');
+      assert.equal(h.sh(process.execPath, '-e', "require('net').createServer().listen(8090, '::').on('error', (e) => { console.log(e.code); process.exit(0) }).on('listening', () => { console.log('bound'); process.exit(0) })").stdout.trim(), 'EADDRINUSE', 'and holding them');
+      const keeper = Number(readFileSync(join(h.runDir, 'proxy.keeper.pid'), 'utf8'));
       h.ok(['sandbox', 'rm', 'web']);
-      await new Promise((r) => setTimeout(r, 200));
+      const gone = (p: number) => /gone|zombie/.test(h.sh('sh', '-c', `grep '^State' /proc/${p}/status || echo gone`).stdout);
+      for (let i = 0; i < 30 && !(gone(again!) && gone(keeper)); i++) await new Promise((r) => setTimeout(r, 100));
       // Exited (a zombie counts: this VM's pid 1 does not reap orphans), socket removed.
-      const state = h.sh('sh', '-c', `grep '^State' /proc/${again}/status || echo gone`).stdout;
-      assert.match(state, /gone|zombie/, 'the proxy exits with its last binding');
+      assert.ok(gone(again!), 'the proxy exits with its last binding');
+      assert.ok(gone(keeper), 'and its keeper with it');
       assert.equal(h.sh('test', '-e', join(h.runDir, 'proxy.sock')).code, 1);
+      assert.equal(h.sh('test', '-e', join(h.runDir, 'proxy.sock.bindings.json')).code, 1);
     } finally {
       for (const x of servers) x.kill();
+    }
+  }));
+
+test('userland proxy: a port another program took while the proxy was down is reported loudly, then taken back', { skip, timeout: 60_000 }, async () =>
+  withHost(async (h) => {
+    h.ok(['sandbox', 'create', '-p', '8092:80', 'web']);
+    const server = await startServer(sbxPath(h, 'web'), 'tcp', [80]);
+    const keeper = Number(readFileSync(join(h.runDir, 'proxy.keeper.pid'), 'utf8'));
+    const squatter = spawn('nsenter', [`--net=${h.nsPath}`, '--', process.execPath, '-e', "require('net').createServer().listen({ port: 8092, host: '::', ipv6Only: true }, () => console.log('up'))"], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      // Keeper and proxy both gone; another program takes [::]:8092 meanwhile.
+      h.sh('kill', '-9', String(keeper), String(h.proxyPid()));
+      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => squatter.stdout!.once('data', r));
+      // A read-only command notices, and starts it again.
+      h.ok(['sandbox', 'ls']);
+      let port = h.tsnet(['port', 'web']);
+      for (let i = 0; i < 50 && !/Warning/.test(port.stderr); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        port = h.tsnet(['port', 'web']);
+      }
+      assert.equal(port.code, 0);
+      assert.equal(port.stdout, '80/tcp -> 0.0.0.0:8092\n80/tcp -> [::]:8092\n', 'stdout stays docker port\'s');
+      assert.match(port.stderr, /^Warning: published port \[::\]:8092\/tcp of sandbox web is not held by the userland proxy: another program has it/m);
+      assert.deepEqual(h.inspect('sandbox', 'web').Networks.bridge.LostPorts.length, 1, 'inspect shows it');
+      const other = h.tsnet(['network', 'create', 'unrelated']);
+      assert.equal(other.code, 0, 'an unrelated change still works');
+      assert.match(other.stderr, /Warning: published port \[::\]:8092\/tcp of sandbox web is not held/, 'and says so');
+      assert.equal(request(h.nsPath, 'tcp', '127.0.0.1', 8092), '172.17.0.1 80', 'IPv4 keeps working through NAT');
+    } finally {
+      squatter.kill('SIGKILL');
+    }
+    try {
+      // Released: the proxy takes it back by itself within a few seconds.
+      let clear = false;
+      for (let i = 0; i < 80 && !clear; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        clear = h.tsnet(['port', 'web']).stderr === '' && request(h.nsPath, 'tcp', '::1', 8092) === '172.17.0.1 80';
+      }
+      assert.ok(clear, 'held and served again, no warning');
+      assert.equal(h.inspect('sandbox', 'web').Networks.bridge.LostPorts, undefined);
+    } finally {
+      server.kill();
     }
   }));
 
@@ -204,20 +302,32 @@ test('--firewall none: published ports are served by the proxy alone (TCP and UD
     }
   }, { firewall: 'none' }));
 
-test('switching --firewall from iptables to nftables (and back) moves every rule: the old backend keeps nothing, published ports keep working', { skip }, async () =>
+test('switching --firewall from iptables to nftables (and back) moves every rule, said on stderr; a read under another backend moves nothing', { skip }, async () =>
   withHost(async (h) => {
     const outside = h.addOutside();
     h.ok(['sandbox', 'create', '-p', '8080:80', 'web']);
     const server = await startServer(sbxPath(h, 'web'), 'tcp', [80]);
     try {
       assert.equal(request(outside, 'tcp', '198.51.100.1', 8080), '198.51.100.2 80');
-      assert.match(h.iptables(), /TSNET-/);
-      // Any command under the other backend moves the rules over.
-      assert.equal(h.tsnet(['network', 'ls'], { TSNET_FIREWALL: 'nftables' }).code, 0);
+      const rules = h.iptables();
+      assert.match(rules, /TSNET-/);
+      // Reads under another backend (even none) leave every rule where it is.
+      for (const fw of ['none', 'nftables']) {
+        const ls = h.tsnet(['network', 'ls'], { TSNET_FIREWALL: fw });
+        assert.equal(ls.code, 0, ls.stderr);
+        assert.equal(ls.stderr, '', 'a read says nothing about backends');
+        assert.equal(h.tsnet(['sandbox', 'inspect', 'web'], { TSNET_FIREWALL: fw }).code, 0);
+      }
+      assert.equal(h.iptables(), rules, 'reads under --firewall none or nftables moved nothing');
+      assert.equal(h.sh('nft', 'list', 'table', 'inet', 'tsnet').code, 1);
+      // A changing command under the other backend moves the rules over, and says so.
+      const moved = h.tsnet(['system', 'reconcile'], { TSNET_FIREWALL: 'nftables' });
+      assert.equal(moved.code, 0, moved.stderr);
+      assert.match(moved.stderr, /^Warning: firewall backend changed from iptables to nftables/m);
       assert.doesNotMatch(h.iptables(), /TSNET-|tsnet/, `no iptables rule or chain of tsnet is left:\n${h.iptables()}`);
       assert.match(natRules(h, 'nftables'), /8080/);
       assert.equal(request(outside, 'tcp', '198.51.100.1', 8080), '198.51.100.2 80', 'served through nftables');
-      assert.equal(h.tsnet(['network', 'ls'], { TSNET_FIREWALL: 'iptables' }).code, 0);
+      assert.equal(h.tsnet(['system', 'reconcile'], { TSNET_FIREWALL: 'iptables' }).code, 0);
       assert.equal(h.sh('nft', 'list', 'table', 'inet', 'tsnet').code, 1, 'the nftables table is gone');
       assert.match(natRules(h, 'iptables'), /--dport 8080/);
       assert.equal(request(outside, 'tcp', '198.51.100.1', 8080), '198.51.100.2 80', 'served through iptables again');

@@ -35,3 +35,18 @@ test('one table maps every error code to CNI, gRPC and exit codes', () => {
   assert.equal(sys.code, 'SYSCALL');
   assert.equal(asTsnetError(new Error('boom')).code, 'INTERNAL');
 });
+
+test('combined short flags (-qf name=x), bare labels', () => {
+  const ls: FlagSpec[] = [
+    { name: 'quiet', short: 'q', type: 'bool', help: '' },
+    { name: 'filter', short: 'f', type: 'list', help: '' },
+    { name: 'no-trunc', type: 'bool', help: '' },
+  ];
+  assert.deepEqual(parseArgs(['-qf', 'name=x'], ls).flags, { quiet: true, filter: ['name=x'] });
+  assert.deepEqual(parseArgs(['-qfname=y'], ls).flags, { quiet: true, filter: ['name=y'] });
+  assert.deepEqual(parseArgs(['-q'], ls).flags, { quiet: true });
+  assert.throws(() => parseArgs(['-qz'], ls), /unknown shorthand flag: 'z'/);
+  assert.deepEqual(keyValues(['env', 'tier=web'], 'label', { bare: true }), { env: '', tier: 'web' });
+  assert.throws(() => keyValues(['env'], 'option'), /KEY=VALUE/);
+  assert.throws(() => keyValues(['=x'], 'label', { bare: true }), /KEY=VALUE/);
+});

@@ -118,7 +118,11 @@ test('multi-homed sandboxes: eth0, eth1 and one default route', () =>
     assert.equal(ep.ifname, 'eth1');
     const ns = k.pins.get(join(dir, 'run', 'netns', 'a'))!;
     assert.equal(ns.routes.filter((r) => r.dstLen === 0).length, 1);
-    await assert.rejects(c.removeNetworks(['n2']), /active endpoints/);
+    const busy = await c.removeNetworks(['n2', 'nope']);
+    assert.deepEqual(busy.removed, []);
+    assert.match(String(busy.failed[0]?.error), /active endpoints/);
+    assert.match(String(busy.failed[1]?.error), /not found/);
+    assert.deepEqual((await c.removeNetworks(['nope'], { force: true })).failed, [], '-f: a missing name is no failure');
     await c.disconnect('n2', 'a');
-    assert.deepEqual(await c.removeNetworks(['n2']), ['n2']);
+    assert.deepEqual(await c.removeNetworks(['n2']), { removed: ['n2'], failed: [] });
   }));

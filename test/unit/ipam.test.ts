@@ -42,7 +42,7 @@ test('explicit subnets: validated, may overlap host routes but never another net
   assert.equal(code(() => planIpam(req({ subnets: ['10.0.0.0/24'] }), ctx({ taken: [{ cidr: parseCidr('10.0.0.0/16'), network: 'a' }] }))), 'CONFLICT');
   assert.equal(code(() => planIpam(req({ subnets: ['10.0.0.5/24'] }), ctx())), 'INVALID_CONFIG');
   assert.equal(code(() => planIpam(req({ subnets: ['10.0.0.0/31'] }), ctx())), 'INVALID_CONFIG');
-  assert.equal(code(() => planIpam(req({ subnets: ['10.0.0.0/24', '10.0.0.0/25'] }), ctx())), 'INVALID_CONFIG');
+  assert.equal(code(() => planIpam(req({ subnets: ['10.0.0.0/24', '10.1.0.0/24'] }), ctx())), 'UNSUPPORTED', 'one subnet per family, as Docker\'s bridge driver');
   assert.equal(code(() => planIpam(req({ gateways: ['10.0.0.1'] }), ctx())), 'INVALID_CONFIG');
   assert.equal(code(() => planIpam(req({ subnets: ['10.0.0.0/24'], gateways: ['10.0.0.255'] }), ctx())), 'INVALID_CONFIG');
   assert.equal(code(() => planIpam(req({ subnets: ['10.0.0.0/24'], ipRanges: ['10.0.1.0/25'] }), ctx())), 'INVALID_CONFIG');

@@ -16,6 +16,7 @@ export const CHAIN = {
   POSTROUTING: 'TSNET-POSTROUTING',
   DNAT: 'TSNET-DNAT',
   RAW: 'TSNET-RAW',
+  PROXY_INPUT: 'TSNET-PROXY-INPUT',
 } as const;
 
 export const networkChain = (id: string) => `TSNET-N-${id.slice(0, 12)}`;
@@ -56,8 +57,16 @@ export function renderDesired(state: FwState, family: Family): DesiredRuleset {
     .sort((a, b) => a.proto.localeCompare(b.proto) || a.hostPort - b.hostPort || a.hostIP.localeCompare(b.hostIP) || a.endpointId.localeCompare(b.endpointId));
   const published = new Set(bindings.map((b) => b.networkId));
   const out: DesiredRuleset = new Map();
+  // Proxied ports (IPv6 clients of IPv4-only endpoints end on INPUT): the operator's chain sees them too.
+  const proxied = (state.proxied ?? [])
+    .filter((p) => p.family === family)
+    .sort((a, b) => a.proto.localeCompare(b.proto) || a.port - b.port || a.hostIP.localeCompare(b.hostIP));
+  const proxyRules = proxied.map((p) => `${p.hostIP ? `-d ${p.hostIP}/${family === 4 ? 32 : 128} ` : ''}-p ${p.proto} -m ${p.proto} --dport ${portText(p.port, p.portEnd, ':')} -j ${CHAIN.USER}`);
+  const proxyHook = { chain: 'INPUT', rule: `-j ${CHAIN.PROXY_INPUT}` };
   if (!nets.length) {
     for (const t of ['filter', 'nat', 'raw'] as const) out.set(t, { chains: new Map(), hooks: [], userChain: false });
+    // An IPv4-only host still has IPv6 clients of its proxied ports.
+    if (proxyRules.length) out.set('filter', { chains: new Map([[CHAIN.PROXY_INPUT, proxyRules]]), hooks: [proxyHook], userChain: true });
     return out;
   }
 
@@ -109,14 +118,15 @@ export function renderDesired(state: FwState, family: Family): DesiredRuleset {
   const nat = new Map<string, string[]>([[CHAIN.POSTROUTING, post]]);
   nat.set(CHAIN.DNAT, bindings.map(renderDnat));
 
-  out.set('filter', {
-    chains: filter,
-    userChain: true,
-    hooks: [
-      { chain: 'FORWARD', rule: `-j ${CHAIN.USER}` },
-      { chain: 'FORWARD', rule: `-j ${CHAIN.FORWARD}` },
-    ],
-  });
+  const hooks = [
+    { chain: 'FORWARD', rule: `-j ${CHAIN.USER}` },
+    { chain: 'FORWARD', rule: `-j ${CHAIN.FORWARD}` },
+  ];
+  if (proxyRules.length) {
+    filter.set(CHAIN.PROXY_INPUT, proxyRules);
+    hooks.push(proxyHook);
+  }
+  out.set('filter', { chains: filter, userChain: true, hooks });
   out.set('nat', {
     chains: nat,
     userChain: false,

@@ -7,7 +7,7 @@ import type { FwState } from '../backend.js';
 import { ifaceText } from '../text.js';
 
 export const TABLE = 'inet tsnet';
-export const SKELETON_VERSION = 'tsnet:v1';
+export const SKELETON_VERSION = 'tsnet:v2';
 
 export const SETS: ReadonlyArray<{ name: string; kind: 'set' | 'map'; spec: string }> = [
   { name: 'bridges', kind: 'set', spec: 'type ifname;' },
@@ -21,6 +21,9 @@ export const SETS: ReadonlyArray<{ name: string; kind: 'set' | 'map'; spec: stri
   { name: 'dnat4any', kind: 'map', spec: 'type inet_proto . inet_service : ipv4_addr . inet_service;' },
   { name: 'dnat6', kind: 'map', spec: 'type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service;' },
   { name: 'dnat6any', kind: 'map', spec: 'type inet_proto . inet_service : ipv6_addr . inet_service;' },
+  // Ports the userland proxy serves without NAT (IPv6 clients of IPv4-only endpoints).
+  { name: 'proxied6', kind: 'set', spec: 'type inet_proto . inet_service;' },
+  { name: 'proxied6addr', kind: 'set', spec: 'type ipv6_addr . inet_proto . inet_service;' },
 ];
 
 export interface ChainSpec {
@@ -73,6 +76,11 @@ export const CHAINS: readonly ChainSpec[] = [
     // 127.0.0.1 access to published ports (route_localnet is on for our bridges).
     'ip saddr 127.0.0.0/8 oifname @bridges masquerade',
   ]),
+  // Proxied ports end on INPUT, not FORWARD: the operator's chain sees them there.
+  chain('input', 'type filter hook input priority filter; policy accept;', [
+    `meta nfproto ipv6 meta l4proto . th dport @proxied6 jump user comment "${SKELETON_VERSION}:input"`,
+    'ip6 daddr . meta l4proto . th dport @proxied6addr jump user',
+  ]),
   // Loopback addresses arriving on any interface but lo are dropped before NAT.
   chain('raw', 'type filter hook prerouting priority raw; policy accept;', [
     `ip daddr 127.0.0.0/8 iifname != "lo" drop comment "${SKELETON_VERSION}:raw"`,
@@ -107,6 +115,12 @@ export function renderElements(state: FwState): Map<string, Set<string>> {
       const cport = b.containerPortEnd === b.containerPort ? b.containerPort : b.containerPort + i;
       const key = `${hip ? `${hip} . ` : ''}${b.proto} . ${b.hostPort + i}`;
       add(map, `${key} : ${cip} . ${cport}`);
+    }
+  }
+  for (const p of state.proxied ?? []) {
+    for (let port = p.port; port <= p.portEnd; port++) {
+      if (p.hostIP) add('proxied6addr', `${v6(p.hostIP)} . ${p.proto} . ${port}`);
+      else add('proxied6', `${p.proto} . ${port}`);
     }
   }
   return out;

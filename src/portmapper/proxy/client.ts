@@ -1,18 +1,26 @@
-// tsnet's side of the userland proxy: start it when needed (detached, so it
-// outlives the CLI), and send it the complete set of bindings to hold.
+// tsnet's side of the userland proxy: start it when needed (under the native
+// keeper, detached, so it outlives the CLI and is started again if it dies), send
+// it the complete set of bindings to hold, and ask it what it could not hold.
 import net from 'node:net';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PortInUseError, TsnetError } from '../../errors.js';
+import { TsnetError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { ProxyBinding, ProxyReply, ProxyRequest } from './protocol.js';
-import { describe } from '../allocator.js';
+import type { ProxyBinding, ProxyLost, ProxyReply, ProxyRequest } from './protocol.js';
 
 export interface ProxyPort {
-  /** Makes the proxy hold exactly `bindings` (starting it if needed); activate = serve them. */
-  sync(bindings: ProxyBinding[], activate: boolean): Promise<void>;
+  /**
+   * Makes the proxy hold exactly `bindings` (starting it if needed); activate =
+   * serve them. Returns the bindings it should hold and cannot (another program
+   * has the port): the caller decides whether that fails its command.
+   */
+  sync(bindings: ProxyBinding[], activate: boolean): Promise<ProxyLost[]>;
+  /** Starts the proxy if it should run and does not (cheap when it runs: a pid check). */
+  ensureRunning(): void;
+  /** What the running proxy cannot hold now ([] when none runs). */
+  lost(): Promise<ProxyLost[]>;
 }
 
 function request(socketPath: string, req: ProxyRequest, timeoutMs = 5000): Promise<ProxyReply> {
@@ -40,6 +48,17 @@ function request(socketPath: string, req: ProxyRequest, timeoutMs = 5000): Promi
   });
 }
 
+/** The repository (or installed package) root: this module runs from dist/src/portmapper/proxy, or bundled into dist/src/cli. */
+function findUp(rel: string): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const p = join(dir, rel);
+    if (existsSync(p)) return p;
+    dir = dirname(dir);
+  }
+  return undefined;
+}
+
 export class ProxyClient implements ProxyPort {
   readonly socketPath: string;
   constructor(
@@ -49,20 +68,47 @@ export class ProxyClient implements ProxyPort {
     this.socketPath = join(runDir, 'proxy.sock');
   }
 
-  private start(): void {
-    mkdirSync(this.runDir, { recursive: true });
-    // This module runs from dist/src/portmapper/proxy, or bundled into dist/src/cli.
-    const here = dirname(fileURLToPath(import.meta.url));
-    const entry = join('portmapper', 'proxy', 'main.js');
-    const main = [join(here, 'main.js'), join(here, '..', entry)].find((p) => p.endsWith(entry) && existsSync(p));
-    if (!main) throw new TsnetError('INTERNAL', `cannot find the userland proxy's entry point (${entry}) near ${here}`);
-    const logFd = openSync(join(this.runDir, 'proxy.log'), 'a');
-    const child = spawn(process.execPath, [main, '--socket', this.socketPath], { detached: true, stdio: ['ignore', logFd, logFd], env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
-    child.unref();
-    this.log.debug({ pid: child.pid }, 'userland proxy started');
+  /** Whether the proxy process of this run directory is alive (its pid file names a live proxy). */
+  alive(): boolean {
+    try {
+      const pid = Number(readFileSync(`${this.socketPath}.pid`, 'utf8'));
+      return pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(this.socketPath);
+    } catch {
+      return false;
+    }
   }
 
-  async sync(bindings: ProxyBinding[], activate: boolean): Promise<void> {
+  private start(): void {
+    mkdirSync(this.runDir, { recursive: true, mode: 0o755 });
+    const main = findUp(join('dist', 'src', 'portmapper', 'proxy', 'main.js'));
+    if (!main) throw new TsnetError('INTERNAL', `cannot find the userland proxy's entry point (dist/src/portmapper/proxy/main.js) near ${fileURLToPath(import.meta.url)}`);
+    const keeper = findUp(join('native', 'build', 'Release', 'tsnet-proxy-keeper'));
+    const logFd = openSync(join(this.runDir, 'proxy.log'), 'a');
+    const proxy = [process.execPath, main, '--socket', this.socketPath];
+    // The keeper starts it again if it dies; without a built keeper it runs alone.
+    const argv = keeper ? [keeper, join(this.runDir, 'proxy.keeper.pid'), ...proxy] : proxy;
+    const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', logFd, logFd], env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
+    child.unref();
+    this.log.debug({ pid: child.pid, keeper: Boolean(keeper) }, 'userland proxy started');
+  }
+
+  ensureRunning(): void {
+    // It should run when it was holding something (its bindings file outlives a kill -9).
+    if (!this.alive() && existsSync(`${this.socketPath}.bindings.json`)) {
+      this.log.info('the userland proxy is not running: starting it (it takes back its ports)');
+      this.start();
+    }
+  }
+
+  async lost(): Promise<ProxyLost[]> {
+    try {
+      return (await request(this.socketPath, { op: 'status' })).errors ?? [];
+    } catch {
+      return [];
+    }
+  }
+
+  async sync(bindings: ProxyBinding[], activate: boolean): Promise<ProxyLost[]> {
     const req: ProxyRequest = { op: 'sync', bindings, activate };
     let reply: ProxyReply | undefined;
     try {
@@ -70,20 +116,15 @@ export class ProxyClient implements ProxyPort {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw err;
-      if (!bindings.length) return; // nothing to hold and nobody holding: done
-      this.start();
+      if (!bindings.length) return []; // nothing to hold and nobody holding: done
+      if (!this.alive()) this.start(); // one may be starting already (a reader noticed it was gone)
       for (let i = 0; i < 100 && !reply; i++) {
         await new Promise((r) => setTimeout(r, 20));
         reply = await request(this.socketPath, req).catch(() => undefined);
       }
       if (!reply) throw new TsnetError('INTERNAL', `the userland proxy did not start (see ${join(this.runDir, 'proxy.log')})`);
     }
-    if (reply.errors?.length) {
-      const e = reply.errors[0]!;
-      const what = describe({ proto: e.binding.proto, hostIP: e.binding.hostIP, hostPort: e.binding.hostPort });
-      if (e.code === 'EADDRINUSE') throw new PortInUseError(`port ${what} is already in use by another program`);
-      throw new TsnetError('SYSCALL', `the userland proxy cannot bind ${what}: ${e.code}`);
-    }
-    if (!reply.ok) throw new TsnetError('INTERNAL', `userland proxy: ${reply.error ?? 'failed'}`);
+    if (reply.error) throw new TsnetError('INTERNAL', `userland proxy: ${reply.error}`);
+    return reply.errors ?? [];
   }
 }

@@ -1,9 +1,16 @@
-// tsnet-proxy: the userland proxy process. Started (detached) by tsnet when some
-// port is published; listens for control requests on a unix socket; exits by
-// itself once it holds nothing.
+// tsnet-proxy: the userland proxy process. Started by tsnet (through the native
+// tsnet-proxy-keeper, which starts it again if it dies) when some port is
+// published; listens for control requests on a unix socket; exits by itself once
+// it holds nothing.
 //   node dist/src/portmapper/proxy/main.js --socket PATH [--udp-idle-ms N]
+//
+// One proxy per run directory: it holds PATH.lock for its whole life (a second one
+// exits with status 3). What it is asked to hold is kept in PATH.bindings.json, so
+// a proxy started again after a crash or a kill takes the same ports back at once,
+// before any tsnet command runs. Ports another program took meanwhile are reported
+// as lost (status, every sync reply) and tried again every few seconds.
 import net from 'node:net';
-import { rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, constants as fsc } from 'node:fs';
 import { nativeAddon } from '../../system/real/addon.js';
 import { UserlandProxy } from './server.js';
 import type { ProxyRequest } from './protocol.js';
@@ -19,11 +26,49 @@ if (!socketPath) {
   process.exit(2);
 }
 const log = (msg: string) => process.stderr.write(`${new Date().toISOString()} tsnet-proxy[${process.pid}]: ${msg}\n`);
+const LOST_RETRY_MS = Number(process.env.TSNET_PROXY_RETRY_MS ?? 2000);
+
+// One proxy per socket: the lock is held until this process ends.
+const lockPath = `${socketPath}.lock`;
+const lockFd = openSync(lockPath, fsc.O_CREAT | fsc.O_RDWR | fsc.O_NOFOLLOW, 0o600);
+const sameLock = () => {
+  try {
+    return fstatSync(lockFd).ino === statSync(lockPath).ino;
+  } catch {
+    return false;
+  }
+};
+if (!nativeAddon().flock(lockFd, 'ex', true) || !sameLock()) {
+  closeSync(lockFd);
+  process.exit(3); // another proxy serves this run directory
+}
+
 // TCP through the native splice relay unless TSNET_PROXY_TCP=streams (see bench/RESULTS.md).
 const tcp = process.env.TSNET_PROXY_TCP === 'streams' ? 'streams' : 'splice';
 const proxy = new UserlandProxy(nativeAddon(), { udpIdleMs: Number(arg('--udp-idle-ms') ?? 30000), tcp, log });
 
-rmSync(socketPath, { force: true });
+const stateFile = `${socketPath}.bindings.json`;
+function persist(): void {
+  const tmp = `${stateFile}.tmp`;
+  writeFileSync(tmp, JSON.stringify(proxy.wanted()));
+  renameSync(tmp, stateFile);
+}
+// A restart (after a crash or kill -9) takes back what the last proxy held.
+try {
+  const saved = JSON.parse(readFileSync(stateFile, 'utf8')) as { bindings: unknown; activate: unknown };
+  if (Array.isArray(saved.bindings) && saved.bindings.length) {
+    const reply = proxy.handle({ op: 'sync', bindings: saved.bindings, activate: saved.activate === true });
+    log(`restarted: holding ${reply.bindings} of ${saved.bindings.length} bindings${reply.errors?.length ? ` (lost: ${reply.errors.map((e) => `${e.binding.hostIP}:${e.binding.hostPort}/${e.binding.proto} ${e.code}`).join(', ')})` : ''}`);
+  }
+} catch (err) {
+  if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log(`ignoring unreadable ${stateFile}: ${(err as Error).message}`);
+}
+
+setInterval(() => {
+  if (proxy.retryLost()) persist();
+}, LOST_RETRY_MS).unref();
+
+rmSync(socketPath, { force: true }); // we hold the lock: a socket file there is a dead proxy's
 const control = net.createServer((conn) => {
   let buf = '';
   conn.on('data', (d) => {
@@ -34,7 +79,9 @@ const control = net.createServer((conn) => {
       buf = buf.slice(nl + 1);
       let reply;
       try {
-        reply = proxy.handle(JSON.parse(line) as ProxyRequest);
+        const req = JSON.parse(line) as ProxyRequest;
+        reply = proxy.handle(req);
+        if (req.op === 'sync') persist();
       } catch (err) {
         reply = { ok: false, pid: process.pid, error: (err as Error).message };
       }
@@ -45,17 +92,17 @@ const control = net.createServer((conn) => {
       }
     }
   });
-  conn.on('error', () => undefined);
+  conn.on('error', () => undefined); // a client that went away: nothing to answer
 });
 control.listen(socketPath, () => {
   writeFileSync(`${socketPath}.pid`, String(process.pid));
   log(`listening on ${socketPath} (tcp relay: ${tcp})`);
+  if (proxy.size === 0) setTimeout(() => proxy.size === 0 && shutdown(), 10_000).unref(); // started for nothing
 });
 
 function shutdown(): void {
   control.close();
-  rmSync(socketPath!, { force: true });
-  rmSync(`${socketPath}.pid`, { force: true });
+  for (const f of [socketPath!, `${socketPath}.pid`, stateFile, lockPath]) rmSync(f, { force: true });
   log('exiting: no bindings left');
   process.exit(0);
 }

@@ -17,11 +17,18 @@ export type ProxyRequest =
   | { op: 'sync'; bindings: ProxyBinding[]; activate: boolean }
   | { op: 'status' };
 
+/** A binding the proxy should hold but cannot (another program has the port): retried every few seconds. */
+export interface ProxyLost {
+  binding: ProxyBinding;
+  /** errno name of the failed bind (EADDRINUSE, ...). */
+  code: string;
+}
+
 export interface ProxyReply {
   ok: boolean;
   pid: number;
-  /** Bindings that could not be bound, with the errno name. */
-  errors?: Array<{ binding: ProxyBinding; code: string }>;
+  /** Bindings it should hold and does not, with the errno name. */
+  errors?: ProxyLost[];
   bindings?: number;
   rssBytes?: number;
   tcp?: 'splice' | 'streams';

@@ -6,7 +6,7 @@ import net from 'node:net';
 import dgram from 'node:dgram';
 import { closeSync } from 'node:fs';
 import type { NativeAddon } from '../../system/real/addon.js';
-import { bindingKey, type ProxyBinding, type ProxyReply, type ProxyRequest } from './protocol.js';
+import { bindingKey, type ProxyBinding, type ProxyLost, type ProxyReply, type ProxyRequest } from './protocol.js';
 
 interface Held {
   binding: ProxyBinding;
@@ -27,21 +27,34 @@ export interface ProxyOptions {
 
 export class UserlandProxy {
   private readonly held = new Map<string, Held>();
+  /** Wanted but not bound (another program has the port): retried by retryLost(). */
+  private readonly lost = new Map<string, ProxyLost>();
+  private active = false;
   constructor(
     private readonly addon: NativeAddon,
     private readonly opts: ProxyOptions,
   ) {}
 
+  /** How many bindings it is asked to hold (held or lost). */
   get size(): number {
-    return this.held.size;
+    return this.held.size + this.lost.size;
+  }
+
+  /** What it should hold: persisted by main.ts, so a restarted proxy takes the same ports again. */
+  wanted(): { bindings: ProxyBinding[]; activate: boolean } {
+    return { bindings: [...this.held.values()].map((h) => h.binding).concat([...this.lost.values()].map((l) => l.binding)), activate: this.active };
+  }
+
+  private lostList(): ProxyLost[] {
+    return [...this.lost.values()];
   }
 
   handle(req: ProxyRequest): ProxyReply {
-    if (req.op === 'status') return { ok: true, pid: process.pid, bindings: this.held.size, rssBytes: process.memoryUsage().rss, tcp: this.opts.tcp };
+    if (req.op === 'status') return { ok: this.lost.size === 0, pid: process.pid, bindings: this.held.size, errors: this.lostList(), rssBytes: process.memoryUsage().rss, tcp: this.opts.tcp };
     if (req.op !== 'sync') return { ok: false, pid: process.pid, error: `unknown op` };
     const want = new Map(req.bindings.map((b) => [bindingKey(b), b]));
     for (const [key, h] of this.held) if (!want.has(key)) this.release(key, h);
-    const errors: NonNullable<ProxyReply['errors']> = [];
+    for (const key of this.lost.keys()) if (!want.has(key)) this.lost.delete(key);
     for (const [key, b] of want) {
       const h = this.held.get(key);
       if (h) {
@@ -49,15 +62,38 @@ export class UserlandProxy {
         if (h.binding.targetIP !== b.targetIP || h.binding.targetPort !== b.targetPort) this.opts.log(`ignoring a new target for ${key}`);
         continue;
       }
-      try {
-        const fd = this.addon.bindSocket(b.hostIP.includes(':') ? 6 : 4, b.proto === 'udp' ? 'udp' : 'tcp', b.hostIP, b.hostPort);
-        this.held.set(key, { binding: b, fd });
-      } catch (err) {
-        errors.push({ binding: b, code: (err as { code?: string }).code ?? 'EIO' });
-      }
+      this.lost.delete(key);
+      this.bind(key, b);
     }
+    // Bind before rules, rules before serving: a sync without activate only holds new ports.
+    this.active = req.activate;
     if (req.activate) for (const h of this.held.values()) this.activate(h);
+    const errors = this.lostList();
     return { ok: errors.length === 0, pid: process.pid, errors, bindings: this.held.size };
+  }
+
+  private bind(key: string, b: ProxyBinding): boolean {
+    try {
+      const fd = this.addon.bindSocket(b.hostIP.includes(':') ? 6 : 4, b.proto === 'udp' ? 'udp' : 'tcp', b.hostIP, b.hostPort);
+      this.held.set(key, { binding: b, fd });
+      return true;
+    } catch (err) {
+      this.lost.set(key, { binding: b, code: (err as { code?: string }).code ?? 'EIO' });
+      return false;
+    }
+  }
+
+  /** Tries the lost bindings again; returns how many came back. */
+  retryLost(): number {
+    let back = 0;
+    for (const [key, l] of [...this.lost]) {
+      this.lost.delete(key);
+      if (!this.bind(key, l.binding)) continue;
+      back++;
+      this.opts.log(`${key} is held again`);
+      if (this.active) this.activate(this.held.get(key)!);
+    }
+    return back;
   }
 
   private activate(h: Held): void {

@@ -182,7 +182,7 @@ export class FakeKernel implements SystemPorts {
     close: (fd: number) => {
       this.fds.delete(fd);
     },
-    inode: (path: string) => this.pins.get(path)?.id,
+    inode: (path: string) => (path === '/proc/self/ns/net' ? this.host.id : this.pins.get(path)?.id),
     within: <T>(_fd: number, fn: () => T) => fn(),
   };
 

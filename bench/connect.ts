@@ -9,9 +9,9 @@
 //   - Docker (when dockerd is installed): the same shape of work against a
 //     dockerd started for the benchmark in its own namespace, through its HTTP
 //     API (POST /networks/NAME/connect) and through the docker CLI.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { compose } from '../src/compose.js';
 import { silentLogger } from '../src/log.js';
 import { HEADER, row, summarize, fmt } from './stats.js';
+import { haveDocker, startDockerd } from './docker.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const args = process.argv.slice(2);
@@ -80,24 +81,13 @@ function dockerRequest(sock: string, path: string, body: unknown): Promise<numbe
 }
 
 async function benchDocker(): Promise<Record<string, number[]> | undefined> {
-  if (!existsSync('/usr/sbin/dockerd') || !existsSync('/usr/bin/docker')) {
+  if (!haveDocker()) {
     process.stderr.write('dockerd not installed (apt-get install docker.io): skipping the Docker side\n');
     return undefined;
   }
-  const ns = `tsnet-bd-${randomBytes(3).toString('hex')}`;
-  const dir = mkdtempSync(join(tmpdir(), 'tsnet-bd-'));
-  const sock = join(dir, 'docker.sock');
-  sh(['ip', 'netns', 'add', ns]);
-  sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
-  const daemon = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', 'dockerd', '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', join(dir, 'pid'), '-H', `unix://${sock}`], { stdio: ['ignore', 'ignore', 'ignore'] });
-  const docker = (a: string[]) => spawnSync('/usr/bin/docker', ['-H', `unix://${sock}`, ...a], { encoding: 'utf8' });
+  const d = await startDockerd();
+  const { docker, sock } = d;
   try {
-    for (let i = 0; i < 100 && docker(['version']).status !== 0; i++) await new Promise((r) => setTimeout(r, 200));
-    const rootfs = join(dir, 'rootfs');
-    mkdirSync(join(rootfs, 'bin'), { recursive: true });
-    copyFileSync('/usr/bin/busybox', join(rootfs, 'bin', 'busybox'));
-    for (const a of ['sh', 'sleep']) symlinkSync('busybox', join(rootfs, 'bin', a));
-    execFileSync('sh', ['-c', `tar -C ${rootfs} -c . | /usr/bin/docker -H unix://${sock} import - bb`], { stdio: 'ignore' });
     if (docker(['network', 'create', '--subnet', '10.200.0.0/16', 'bench']).status !== 0) throw new Error('docker network create failed');
     const names = Array.from({ length: N }, (_, i) => `c${i}`);
     for (const n of names) {
@@ -121,11 +111,7 @@ async function benchDocker(): Promise<Record<string, number[]> | undefined> {
     docker(['network', 'rm', 'bench']);
     return out;
   } finally {
-    daemon.kill('SIGTERM');
-    await new Promise((r) => daemon.once('close', r));
-    spawnSync('sh', ['-c', `grep -o " ${dir}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]);
-    spawnSync('ip', ['netns', 'del', ns]);
-    rmSync(dir, { recursive: true, force: true });
+    await d.stop();
   }
 }
 

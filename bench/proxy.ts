@@ -1,12 +1,12 @@
 // Benchmark: the data path of published ports, and the proxy's memory.
 //
-//   node dist/bench/proxy.js [--seconds 3] [--bindings 1000] [--docker-proxies 100]
+//   node dist/bench/proxy.js [--seconds 3] [--bindings 1000] [--docker-proxies 100] [--no-local] [--no-mixed] [--no-docker]
 //
 // In a throwaway host namespace, one sandbox runs an iperf3 server (throughput) and
 // a tiny TCP server that answers one byte and closes (connection rate). The same
 // work goes, from the host namespace, through:
 //   direct      the container's address (no NAT, no proxy)
-//   NAT         127.0.0.1:published port (OUTPUT DNAT, route_localnet)
+//   NAT         the gateway address:published port (OUTPUT DNAT; 127.0.0.1 is the proxy's)
 //   tsnet proxy [::1]:published port (IPv6 loopback is served by tsnet's proxy)
 //   docker-proxy [::1]:other port, /usr/sbin/docker-proxy started by hand with its flags
 // Memory: tsnet's one proxy process holding --bindings ports, against the resident
@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fmt } from './stats.js';
+import { localPaths } from './local-paths.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const args = process.argv.slice(2);
@@ -40,9 +41,20 @@ const run = (argv: string[], extra: Record<string, string> = {}) => {
 };
 const tsnet = (...a: string[]) => run(inNs([process.execPath, join(REPO, 'bin', 'tsnet.js'), ...a])).trim();
 const proxyPid = () => Number(readFileSync(join(dir, 'run', 'proxy.sock.pid'), 'utf8'));
+const keeperPid = () => Number(readFileSync(join(dir, 'run', 'proxy.keeper.pid'), 'utf8'));
+/** Stops the proxy and its keeper (which would start it again with the old settings). */
+function killProxy(): void {
+  for (const pid of [keeperPid, proxyPid]) {
+    try {
+      process.kill(pid(), 'SIGKILL');
+    } catch {
+      /* not running */
+    }
+  }
+}
 /** Replaces the running proxy by one with the given TCP relay mode (reconcile starts it). */
 async function restartProxy(mode: 'splice' | 'streams'): Promise<void> {
-  process.kill(proxyPid(), 'SIGKILL');
+  killProxy();
   await sleep(100);
   run(inNs([process.execPath, join(REPO, 'bin', 'tsnet.js'), 'system', 'reconcile']), { TSNET_PROXY_TCP: mode });
 }
@@ -107,6 +119,7 @@ async function main(): Promise<void> {
     tsnet('sandbox', 'create', '-p', '15201:5201', '-p', '18080:8080', 'srv');
     const sbx = join(dir, 'run', 'netns', 'srv');
     const cip = JSON.parse(tsnet('sandbox', 'inspect', 'srv'))[0].Networks.bridge.IPAddress as string;
+    const gw = JSON.parse(tsnet('sandbox', 'inspect', 'srv'))[0].Networks.bridge.Gateway as string;
     bg(['nsenter', `--net=${sbx}`, '--', 'iperf3', '-s', '-p', '5201']);
     run(['nsenter', `--net=${sbx}`, '--', 'sysctl', '-q', '-w', 'net.ipv4.tcp_tw_reuse=1', 'net.ipv4.ip_local_port_range=10000 65000']);
     bg(['nsenter', `--net=${sbx}`, '--', process.execPath, '-e', "require('net').createServer((s) => { s.on('error', () => {}); s.end('x'); }).listen({ port: 8080, backlog: 4096 })"]);
@@ -124,7 +137,7 @@ async function main(): Promise<void> {
     await waitPort(cip, 8080);
     const paths: Array<[string, string, number, number, ('splice' | 'streams')?]> = [
       ['direct (container address)', cip, 5201, 8080],
-      ['NAT (127.0.0.1, DNAT)', '127.0.0.1', 15201, 18080],
+      ['NAT (gateway address, DNAT)', gw, 15201, 18080],
       ['tsnet proxy, Node streams ([::1])', '::1', 15201, 18080, 'streams'],
       ['tsnet proxy, splice ([::1])', '::1', 15201, 18080, 'splice'],
     ];
@@ -189,18 +202,15 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const c of children) c.kill('SIGKILL');
-    try {
-      const pid = Number(readFileSync(join(dir, 'run', 'proxy.sock.pid'), 'utf8'));
-      if (pid) process.kill(pid, 'SIGKILL');
-    } catch {
-      /* no proxy */
-    }
+    killProxy();
     const pins = join(dir, 'run', 'netns');
     if (existsSync(pins)) for (const p of readdirSync(pins)) spawnSync('umount', ['-l', join(pins, p)]);
     spawnSync('ip', ['netns', 'del', ns]);
     rmSync(dir, { recursive: true, force: true });
   }
   process.stdout.write(`${results.join('\n')}\n`);
+  // Short connections from the host itself, by every local path, beside Docker.
+  if (!args.includes('--no-local')) process.stdout.write(`\n${(await localPaths({ docker: !args.includes('--no-docker'), mixed: !args.includes('--no-mixed') })).join('\n')}\n`);
 }
 
 await main();

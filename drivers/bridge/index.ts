@@ -76,10 +76,20 @@ export class BridgeDriver implements NetworkDriver {
     if (!net.internal) {
       ensureSysctl(ctx.sys.sysctl, 'net.ipv4.ip_forward', '1');
       if (net.enableIPv6) ensureSysctl(ctx.sys.sysctl, 'net.ipv6.conf.all.forwarding', '1');
-      // Published ports answer on 127.0.0.1 through NAT; the firewall's raw rule drops
-      // loopback addresses arriving on any interface but lo, so this opens nothing else.
-      ensureSysctl(ctx.sys.sysctl, `net/ipv4/conf/${br.name}/route_localnet`, '1');
     }
+    this.ensureSettings(net, ctx);
+  }
+
+  ensureSettings(net: NetworkRecord, ctx: DriverContext): void {
+    const br = this.bridgeOf(net);
+    // Without the userland proxy, published ports answer on 127.0.0.1 through NAT, which
+    // needs route_localnet (the firewall's raw rule drops loopback addresses arriving on
+    // any interface but lo, so this opens nothing else). With the proxy it stays off.
+    const key = `net/ipv4/conf/${br.name}/route_localnet`;
+    const want = ctx.localhostNat && !net.internal ? '1' : '0';
+    const have = ctx.sys.sysctl.get(key);
+    if (have === undefined || have === want || (want === '0' && !br.owned)) return; // gone, right, or not ours to turn off
+    ctx.sys.sysctl.set(key, want);
   }
 
   async deleteNetwork(net: NetworkRecord, ctx: DriverContext): Promise<void> {

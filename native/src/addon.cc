@@ -457,6 +457,11 @@ void Run(Loop* loop) {
 bool StartLoops() {
   if (!loops.empty()) return true;
   unsigned n = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+  // TSNET_PROXY_THREADS overrides (benchmarks; a host that wants the relay on fewer cores).
+  if (const char* t = getenv("TSNET_PROXY_THREADS")) {
+    int v = atoi(t);
+    if (v >= 1 && v <= 64) n = static_cast<unsigned>(v);
+  }
   for (unsigned i = 0; i < n; i++) {
     auto* loop = new Loop();
     loop->ep = epoll_create1(EPOLL_CLOEXEC);

@@ -106,7 +106,7 @@ function bootId(): string {
 export class Controller {
   private readonly ctx: DriverContext;
   constructor(private readonly d: ControllerDeps) {
-    this.ctx = { sys: d.sys, log: d.log.child({ component: 'driver' }) };
+    this.ctx = { sys: d.sys, log: d.log.child({ component: 'driver' }), localhostNat: !d.proxy };
   }
 
   private hex(bytes = 32): string {
@@ -725,7 +725,8 @@ export class Controller {
         }
       }
     }
-    return { networks, bindings, proxied };
+    // With the userland proxy, 127.0.0.1 is served by it (as Docker does), not by NAT.
+    return { networks, bindings, proxied, localhost: this.d.proxy ? 'proxy' : 'nat' };
   }
 
   /** Every listening address the userland proxy must hold, with its target. */
@@ -915,6 +916,8 @@ export class Controller {
         log.info({ network: n.name }, 're-creating network objects');
         await attempt(`network ${n.name}`, () => driver.ensureNetwork(n, this.ctx));
         repaired = true;
+      } else if (driver.ensureSettings) {
+        await attempt(`settings of network ${n.name}`, () => driver.ensureSettings!(n, this.ctx));
       }
     }
     if (opts.sweep || repaired || this.sweepDue()) await this.sweepLocked(s, attempt, log);

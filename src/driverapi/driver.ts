@@ -8,6 +8,8 @@ import { InvalidConfigError } from '../errors.js';
 export interface DriverContext {
   sys: SystemPorts;
   log: Logger;
+  /** Published ports answer on 127.0.0.1 through NAT (no userland proxy): bridges need route_localnet. */
+  localhostNat?: boolean;
 }
 
 export interface NetworkSpec {
@@ -49,6 +51,8 @@ export interface NetworkDriver {
   plan(spec: NetworkSpec, ctx: PlanContext): DriverNetworkPlan;
   /** Idempotent: makes the network's kernel objects exist as recorded. */
   ensureNetwork(net: NetworkRecord, ctx: DriverContext): Promise<void>;
+  /** Idempotent and cheap (a sysctl read or two): settings that depend on how tsnet runs; reconcile calls it every command. */
+  ensureSettings?(net: NetworkRecord, ctx: DriverContext): void;
   /** Idempotent: removes the network's kernel objects. */
   deleteNetwork(net: NetworkRecord, ctx: DriverContext): Promise<void>;
   /** Plumbs the endpoint into the sandbox. */

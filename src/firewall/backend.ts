@@ -50,6 +50,12 @@ export interface FwState {
   networks: FwNetwork[];
   bindings?: FwBinding[];
   proxied?: FwProxied[];
+  /**
+   * Who serves published ports on 127.0.0.0/8: 'proxy' (the userland proxy, as
+   * Docker does; no NAT, no route_localnet) or 'nat' (DNAT plus masquerade of
+   * 127.0.0.0/8, with route_localnet on the bridges; without the proxy). Default 'nat'.
+   */
+  localhost?: 'nat' | 'proxy';
 }
 
 export interface FirewallBackend {

@@ -23,7 +23,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { REPO, TestHost, installCni, skipReason } from '../integration/harness.js';
+import { TestHost, installCni, skipReason } from '../integration/harness.js';
 
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
 const skip = skipReason('containerd', 'ctr', 'runc', 'unshare') || (BUSYBOX ? false : 'missing busybox (CI installs busybox-static)');

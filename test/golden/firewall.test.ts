@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { planRestore, renderDesired } from '../../src/firewall/iptables/render.js';
 import { parseIptablesSave } from '../../src/firewall/iptables/parse.js';
 import type { FwState } from '../../src/firewall/backend.js';
-import { CHAINS, planNft, renderElements } from '../../src/firewall/nftables/render.js';
+import { chainsFor, planNft, renderElements } from '../../src/firewall/nftables/render.js';
 import { parseNftTable } from '../../src/firewall/nftables/parse.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'golden', 'firewall');
@@ -63,6 +63,21 @@ test('published ports: one DNAT rule per binding (ranges too), DNAT-only forward
   const text = planRestore(renderDesired(PORTS, 4), parseIptablesSave(EMPTY_SAVE))!;
   assert.equal((text.match(/-j DNAT/g) ?? []).length, 4);
   assert.match(text, /--dport 9000:9010 .* --to-destination 172\.17\.0\.3:7000-7010\/9000/);
+});
+
+test('with the userland proxy, 127.0.0.0/8 is left to it: no OUTPUT DNAT of loopback, no masquerade of 127.0.0.0/8', () => {
+  const viaProxy: FwState = { ...PORTS, localhost: 'proxy' };
+  golden('ports-proxy-v4.rules', planRestore(renderDesired(viaProxy, 4), parseIptablesSave(EMPTY_SAVE))!);
+  const v4 = planRestore(renderDesired(viaProxy, 4), parseIptablesSave(EMPTY_SAVE))!;
+  assert.match(v4, /^-I OUTPUT 1 ! -d 127\.0\.0\.0\/8 -m addrtype --dst-type LOCAL -j TSNET-DNAT$/m);
+  assert.doesNotMatch(v4, /-s 127\.0\.0\.0\/8/);
+  assert.match(v4, /-m addrtype ! --src-type LOCAL -m conntrack --ctstate DNAT .* -j MASQUERADE/, 'hairpin only for container sources');
+  const nft = planNft(viaProxy, undefined)!;
+  assert.match(nft, /add rule inet tsnet output fib daddr type local ip daddr != 127\.0\.0\.0\/8 dnat ip to/);
+  assert.doesNotMatch(nft, /ip saddr 127\.0\.0\.0\/8/);
+  const listed = parseNftTable(simulateNftList(viaProxy));
+  assert.equal(planNft(viaProxy, listed), undefined, 'a matching table needs nothing');
+  assert.match(planNft(PORTS, listed)!, /flush chain inet tsnet output/, 'switching modes rewrites the chains that differ');
 });
 
 test('proxied ports: the operator\'s TSNET-USER sees them from INPUT (IPv6), also on a host without IPv6 networks', () => {
@@ -142,7 +157,7 @@ function simulateNftList(state: FwState): string {
   for (const [name, set] of els) out.push(`\tset ${name} {`, '\t\ttype x', ...(set.size ? [`\t\telements = { ${[...set].join(',\n\t\t\t     ')} }`] : []), '\t}');
   out.push('\tchain user {', '\t}');
   const script = planNft(state, undefined)!;
-  for (const chain of CHAINS.map((c) => c.name)) {
+  for (const chain of chainsFor(state.localhost ?? 'nat').map((c) => c.name)) {
     out.push(`\tchain ${chain} {`, '\t\ttype filter hook forward priority filter; policy accept;');
     for (const l of script.split('\n')) if (l.startsWith(`add rule inet tsnet ${chain} `)) out.push(`\t\t${l.slice(`add rule inet tsnet ${chain} `.length)}`);
     out.push('\t}');

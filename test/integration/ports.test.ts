@@ -287,6 +287,38 @@ test('userland proxy: a port another program took while the proxy was down is re
     }
   }));
 
+for (const fw of ['iptables', 'nftables']) {
+  test(`${fw}: 127.0.0.1 is the proxy's (route_localnet stays off); without the proxy it is NAT's, behind the loopback guard`, { skip }, async () =>
+    withHost(async (h) => {
+      const outside = h.addOutside();
+      const localnet = () => h.sh('cat', '/proc/sys/net/ipv4/conf/tsnet0/route_localnet').stdout.trim();
+      h.ok(['sandbox', 'create', '-p', '8110:80', 'web']);
+      const server = await startServer(sbxPath(h, 'web'), 'tcp', [80]);
+      try {
+        assert.equal(localnet(), '0', 'no route_localnet with the proxy');
+        assert.equal(request(h.nsPath, 'tcp', '127.0.0.1', 8110), '172.17.0.1 80', '127.0.0.1 through the proxy');
+        assert.equal(request(h.nsPath, 'tcp', '172.17.0.1', 8110), '172.17.0.1 80', 'the gateway address, by NAT without SNAT');
+        h.ok(['sandbox', 'rm', 'web']);
+        const off = { TSNET_USERLAND_PROXY: 'false' };
+        const r = h.tsnet(['sandbox', 'create', '-p', '8111:80', 'web2'], off);
+        assert.equal(r.code, 0, r.stderr);
+        const server2 = await startServer(sbxPath(h, 'web2'), 'tcp', [80]);
+        try {
+          assert.equal(localnet(), '1', 'NAT needs route_localnet');
+          assert.equal(h.proxyPid(), undefined, 'no proxy runs');
+          assert.equal(request(h.nsPath, 'tcp', '127.0.0.1', 8111), '172.17.0.1 80', '127.0.0.1 through NAT');
+          assert.equal(request(outside, 'tcp', '198.51.100.1', 8111), '198.51.100.2 80');
+          // The guard: 127.0.0.0/8 arriving on another interface is dropped before NAT.
+          assert.match(fw === 'iptables' ? h.sh('iptables-save', '-t', 'raw').stdout : h.sh('nft', 'list', 'chain', 'inet', 'tsnet', 'raw').stdout, /127\.0\.0\.0\/8 .*(-j DROP|drop)/);
+        } finally {
+          server2.kill();
+        }
+      } finally {
+        server.kill();
+      }
+    }, { firewall: fw }));
+}
+
 test('--firewall none: published ports are served by the proxy alone (TCP and UDP, source is the host)', { skip }, async () =>
   withHost(async (h) => {
     const outside = h.addOutside();

@@ -109,10 +109,12 @@ export function renderDesired(state: FwState, family: Family): DesiredRuleset {
     if (n.masquerade) for (const s of n.subnets) post.push(`-s ${s.cidr} ! -o ${n.bridge} ${comment(n)} -j MASQUERADE`);
     if (published.has(n.id)) {
       // Hairpin: a container reaching a published port (its own or a neighbour's) through
-      // a host address is answered through the host, not directly.
-      for (const s of n.subnets) post.push(`-s ${s.cidr} -o ${n.bridge} -m conntrack --ctstate DNAT ${comment(n)} -j MASQUERADE`);
-      // Access through 127.0.0.1 (route_localnet is on for our bridges).
-      if (family === 4) post.push(`-s 127.0.0.0/8 -o ${n.bridge} ${comment(n)} -j MASQUERADE`);
+      // a host address is answered through the host, not directly. Only containers: the
+      // host's own addresses (the gateway) need no SNAT, and a NAT'd source port collides
+      // with the container's TIME_WAIT sockets (see bench/RESULTS.md, local paths).
+      for (const s of n.subnets) post.push(`-s ${s.cidr} -o ${n.bridge} -m addrtype ! --src-type LOCAL -m conntrack --ctstate DNAT ${comment(n)} -j MASQUERADE`);
+      // Access through 127.0.0.1 by NAT (without the userland proxy; route_localnet is on for our bridges).
+      if (family === 4 && state.localhost !== 'proxy') post.push(`-s 127.0.0.0/8 -o ${n.bridge} ${comment(n)} -j MASQUERADE`);
     }
   }
   const nat = new Map<string, string[]>([[CHAIN.POSTROUTING, post]]);
@@ -132,8 +134,11 @@ export function renderDesired(state: FwState, family: Family): DesiredRuleset {
     userChain: false,
     hooks: [
       { chain: 'PREROUTING', rule: `-m addrtype --dst-type LOCAL -j ${CHAIN.DNAT}` },
-      // IPv6 has no route_localnet: [::1] is left to the userland proxy.
-      { chain: 'OUTPUT', rule: family === 4 ? `-m addrtype --dst-type LOCAL -j ${CHAIN.DNAT}` : `! -d ::1/128 -m addrtype --dst-type LOCAL -j ${CHAIN.DNAT}` },
+      // Loopback is the userland proxy's (IPv6 has no route_localnet; IPv4 too when the proxy runs).
+      {
+        chain: 'OUTPUT',
+        rule: family === 6 ? `! -d ::1/128 -m addrtype --dst-type LOCAL -j ${CHAIN.DNAT}` : state.localhost === 'proxy' ? `! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j ${CHAIN.DNAT}` : `-m addrtype --dst-type LOCAL -j ${CHAIN.DNAT}`,
+      },
       { chain: 'POSTROUTING', rule: `-j ${CHAIN.POSTROUTING}` },
     ],
   });

@@ -36,10 +36,11 @@ export interface ChainSpec {
   printed: string[];
 }
 
-// Locally generated IPv6 to [::1] is left to the userland proxy (IPv6 has no route_localnet).
-const dnatRules = (hookChain: string) => [
-  'fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @dnat4',
-  'fib daddr type local dnat ip to meta l4proto . th dport map @dnat4any',
+// Locally generated traffic to loopback is the userland proxy's: [::1] always (IPv6 has no
+// route_localnet), 127.0.0.0/8 too when the proxy runs.
+const dnatRules = (hookChain: string, localhost: 'nat' | 'proxy') => [
+  `fib daddr type local ${hookChain === 'output' && localhost === 'proxy' ? 'ip daddr != 127.0.0.0/8 ' : ''}dnat ip to ip daddr . meta l4proto . th dport map @dnat4`,
+  `fib daddr type local ${hookChain === 'output' && localhost === 'proxy' ? 'ip daddr != 127.0.0.0/8 ' : ''}dnat ip to meta l4proto . th dport map @dnat4any`,
   `fib daddr type local ${hookChain === 'output' ? 'ip6 daddr != ::1 ' : ''}dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6`,
   `fib daddr type local ${hookChain === 'output' ? 'ip6 daddr != ::1 ' : ''}dnat ip6 to meta l4proto . th dport map @dnat6any`,
 ].map((r, i) => (i === 0 ? `${r} comment "${SKELETON_VERSION}:${hookChain}"` : r));
@@ -48,8 +49,8 @@ function chain(name: string, hook: string, rules: string[]): ChainSpec {
   return { name, hook, rules, printed: rules };
 }
 
-/** The fixed rules. `user` (the operator's chain, like DOCKER-USER) is created empty and never rewritten. */
-export const CHAINS: readonly ChainSpec[] = [
+/** The fixed rules (two variants: who serves 127.0.0.1). `user` (the operator's chain, like DOCKER-USER) is created empty and never rewritten. */
+export const chainsFor = (localhost: 'nat' | 'proxy'): readonly ChainSpec[] => [
   chain('forward', 'type filter hook forward priority filter; policy accept;', [
     `jump user comment "${SKELETON_VERSION}:forward"`,
     'oifname @bridges ct state established,related accept',
@@ -65,16 +66,18 @@ export const CHAINS: readonly ChainSpec[] = [
     'oifname @bridges ct status dnat accept',
     'oifname @bridges drop',
   ]),
-  chain('prerouting', 'type nat hook prerouting priority dstnat; policy accept;', dnatRules('prerouting')),
-  chain('output', 'type nat hook output priority -100; policy accept;', dnatRules('output')),
+  chain('prerouting', 'type nat hook prerouting priority dstnat; policy accept;', dnatRules('prerouting', localhost)),
+  chain('output', 'type nat hook output priority -100; policy accept;', dnatRules('output', localhost)),
   chain('postrouting', 'type nat hook postrouting priority srcnat; policy accept;', [
     `ip saddr @masq4 oifname != @bridges masquerade comment "${SKELETON_VERSION}:postrouting"`,
     'ip6 saddr @masq6 oifname != @bridges masquerade',
-    // Hairpin: DNAT'd traffic from a subnet back into a bridge is answered through the host.
-    'ct status dnat oifname @bridges ip saddr @subnets4 masquerade',
-    'ct status dnat oifname @bridges ip6 saddr @subnets6 masquerade',
-    // 127.0.0.1 access to published ports (route_localnet is on for our bridges).
-    'ip saddr 127.0.0.0/8 oifname @bridges masquerade',
+    // Hairpin: DNAT'd traffic from a container back into a bridge is answered through the
+    // host. Not the host's own addresses (the gateway): they need no SNAT, and a NAT'd
+    // source port collides with the container's TIME_WAIT sockets.
+    'ct status dnat oifname @bridges ip saddr @subnets4 fib saddr type != local masquerade',
+    'ct status dnat oifname @bridges ip6 saddr @subnets6 fib saddr type != local masquerade',
+    // 127.0.0.1 access to published ports by NAT, without the proxy (route_localnet is on for our bridges).
+    ...(localhost === 'nat' ? ['ip saddr 127.0.0.0/8 oifname @bridges masquerade'] : []),
   ]),
   // Proxied ports end on INPUT, not FORWARD: the operator's chain sees them there.
   chain('input', 'type filter hook input priority filter; policy accept;', [
@@ -146,7 +149,7 @@ export function planNft(state: FwState, listed: { elements: Map<string, Set<stri
     for (const s of SETS) if (!listed.elements.has(s.name)) lines.push(`add ${s.kind} ${TABLE} ${s.name} { ${s.spec} }`);
     if (!listed.chains.has('user')) lines.push(`add chain ${TABLE} user`);
   }
-  for (const c of CHAINS) {
+  for (const c of chainsFor(state.localhost ?? 'nat')) {
     const have = listed?.chains.get(c.name);
     if (have && have.length === c.printed.length && have.every((r, i) => r === c.printed[i])) continue;
     lines.push(`add chain ${TABLE} ${c.name} { ${c.hook} }`, `flush chain ${TABLE} ${c.name}`);
@@ -165,5 +168,5 @@ export function planNft(state: FwState, listed: { elements: Map<string, Set<stri
 
 /** What `nft list` shows after a successful plan for `state` (used when the kernel is known to hold it). */
 export function listedFrom(state: FwState): { elements: Map<string, Set<string>>; chains: Map<string, string[]> } {
-  return { elements: renderElements(state), chains: new Map([['user', []], ...CHAINS.map((c) => [c.name, c.printed] as [string, string[]])]) };
+  return { elements: renderElements(state), chains: new Map([['user', []], ...chainsFor(state.localhost ?? 'nat').map((c) => [c.name, c.printed] as [string, string[]])]) };
 }

@@ -101,7 +101,8 @@ async function main(): Promise<void> {
   if (!existsSync('/usr/lib/cni/bridge')) throw new Error('the reference plugins are needed: apt-get install containernetworking-plugins');
   const dir = mkdtempSync(join(tmpdir(), 'tsnet-bc-'));
   const ours = join(dir, 'bin');
-  const r = spawnSync(process.execPath, [join(REPO, 'bin', 'tsnet.js'), 'cni', 'install', '--bin-dir', ours], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
+  // The plugins' run directory (locks, the server's socket) is the benchmark's own.
+  const r = spawnSync(process.execPath, [join(REPO, 'bin', 'tsnet.js'), '--run-dir', join(dir, 'run'), 'cni', 'install', '--bin-dir', ours], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
   if (r.status !== 0) throw new Error(r.stderr);
   spawnSync('ip', ['netns', 'add', HOST]);
   spawnSync('ip', ['-n', HOST, 'link', 'set', 'lo', 'up']);

@@ -33,7 +33,10 @@ export async function startDockerd(opts: { setupNs?: (ns: string) => void } = {}
   };
   const stop = async () => {
     daemon.kill('SIGTERM');
-    await new Promise((r) => (daemon.exitCode !== null ? r(null) : daemon.once('close', r)));
+    // dockerd waits for its containers (10 s for one that ignores SIGTERM): give it 20 s, then kill it.
+    const killer = setTimeout(() => daemon.kill('SIGKILL'), 20_000);
+    await new Promise((r) => (daemon.exitCode !== null || daemon.signalCode !== null ? r(null) : daemon.once('exit', r)));
+    clearTimeout(killer);
     spawnSync('sh', ['-c', `grep -o " ${dir}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]);
     spawnSync('ip', ['netns', 'del', ns]);
     rmSync(dir, { recursive: true, force: true });

@@ -57,7 +57,7 @@ function nginx(dir: string, name: string, nsPath: string): void {
   const conf = join(dir, `nginx-${name}.conf`);
   writeFileSync(
     conf,
-    `worker_processes 1; daemon off; pid ${dir}/nginx-${name}.pid; error_log ${dir}/nginx-${name}.log;
+    `master_process off; worker_processes 1; daemon off; pid ${dir}/nginx-${name}.pid; error_log ${dir}/nginx-${name}.log;
 events { worker_connections 4096; }
 http { access_log off; keepalive_timeout 0; server { listen 80 backlog=4096; listen [::]:80 backlog=4096; location / { return 200 "ok\\n"; } } }\n`,
   );
@@ -155,7 +155,8 @@ async function dockerStack(): Promise<Stack> {
     paths,
     mixed: pathsFor(d.nsPath, `${d.nsPath}-o`, ips.map(() => ips[PATHS.length]!), gw, () => 28080 + PATHS.length),
     stop: async () => {
-      d!.docker(['rm', '-f', ...ips.map((_, i) => `c${i}`)]);
+      const rm = d!.docker(['rm', '-f', ...ips.map((_, i) => `c${i}`)]);
+      if (rm.status !== 0) process.stderr.write(`docker rm: ${rm.stderr}\n`);
       spawnSync('ip', ['netns', 'del', `${d!.ns}-o`]);
       await d!.stop();
     },

@@ -19,7 +19,8 @@ fi
 HOSTNS="tsnet-demo-$$"
 WORK="$(mktemp -d /tmp/tsnet-demo.XXXXXX)"
 cleanup() {
-  [ -f "$WORK/run/proxy.sock.pid" ] && kill "$(cat "$WORK/run/proxy.sock.pid")" 2>/dev/null || true
+  # The keeper first (it would start the proxy again), then the proxy.
+  for f in proxy.keeper.pid proxy.sock.pid; do [ -f "$WORK/run/$f" ] && kill "$(cat "$WORK/run/$f")" 2>/dev/null || true; done
   for p in "$WORK"/run/netns/*; do [ -e "$p" ] && umount -l "$p" 2>/dev/null || true; done
   ip netns del "$HOSTNS" 2>/dev/null || true
   rm -rf "$WORK"
@@ -47,10 +48,10 @@ nsenter --net="$WORK/run/netns/web" -- node -e "require('http').createServer((q,
 SERVER=$!
 sleep 0.5
 tsnet port web
-echo "+ GET http://127.0.0.1:8080/ (NAT) and http://[::1]:8080/ (userland proxy) from the host namespace" >&2
+echo "+ GET http://10.123.0.1:8080/ (NAT, the gateway address) and http://127.0.0.1:8080/ (userland proxy) from the host namespace" >&2
 nsenter --net="/run/netns/$HOSTNS" -- node -e "
 const get = (u) => new Promise((ok) => require('http').get(u, (r) => { let b = ''; r.on('data', (d) => b += d); r.on('end', () => ok(b.trim())); }).on('error', (e) => ok('error ' + e.code)));
-(async () => { console.log(await get('http://127.0.0.1:8080/')); console.log(await get('http://[::1]:8080/')); })();"
+(async () => { console.log(await get('http://10.123.0.1:8080/')); console.log(await get('http://127.0.0.1:8080/')); })();"
 kill $SERVER
 tsnet network inspect demo | head -n 30
 tsnet sandbox rm web client other >/dev/null

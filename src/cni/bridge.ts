@@ -90,8 +90,8 @@ export const hostVethName = (a: CniArgs) => `tsc${attachmentHash(a.containerId, 
 const aliasOf = (network: string, containerId: string, ifname: string) => ruleTag('tsnet-cni', network, containerId, ifname);
 /** The alias earlier versions wrote (GC keeps their valid attachments too). */
 const legacyAliasOf = (network: string, containerId: string, ifname: string) => `tsnet-cni:${network}:${containerId}:${ifname}`;
-/** Rule comment: network name and attachment, so GC of one network leaves the others' rules. */
-const masqCommentOf = (network: string, containerId: string, ifname: string) => ruleTag('tsnet-cni', network, containerId, ifname);
+/** Rule comment: network name and attachment (the alias's text), so GC of one network leaves the others' rules. */
+const masqCommentOf = aliasOf;
 const masqComment = (a: CniArgs) => masqCommentOf(a.conf.name, a.containerId, a.ifname);
 
 /** A plugin type is a name looked up in CNI_PATH, never a path (as libcni refuses "invalid plugin name"). */

@@ -23,9 +23,10 @@ function sameFile(fd: number, path: string): boolean {
 }
 
 function openLock(path: string): number {
-  // O_NOFOLLOW: a symlink planted at the lock's path must not make us create or lock another file.
+  // A directory may be reached through a symlink (a state root moved elsewhere); a lock
+  // file never is: O_NOFOLLOW, so a symlink planted there cannot make us create another file.
   try {
-    return openSync(path, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
+    return openSync(path, fsc.O_RDONLY | fsc.O_DIRECTORY);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOTDIR' && (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }

@@ -1,7 +1,7 @@
 // Build everything `npm install` needs: the native addon (node-gyp, offline
 // against the Node headers installed with the system's Node) and the TypeScript.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -14,11 +14,17 @@ function nodeGyp() {
   return existsSync(bundled) ? [process.execPath, bundled] : ['node-gyp'];
 }
 
-const gypArgs = ['rebuild', '--directory', join(root, 'native')];
 // Node's headers ship with the distribution's Node in /usr/include/node: use them, never download.
-if (existsSync('/usr/include/node/node_api.h')) gypArgs.push('--nodedir=/usr');
+const gypCommon = ['--directory', join(root, 'native'), ...(existsSync('/usr/include/node/node_api.h') ? ['--nodedir=/usr'] : [])];
 const [gyp, ...pre] = nodeGyp();
-if (!process.argv.includes('--ts-only')) run(gyp, [...pre, ...gypArgs]);
+if (!process.argv.includes('--ts-only')) {
+  // Configure only when there is no build tree or binding.gyp changed since; make then rebuilds
+  // only what changed (a full rebuild: --clean).
+  const makefile = join(root, 'native', 'build', 'Makefile');
+  const stale = !existsSync(makefile) || statSync(join(root, 'native', 'binding.gyp')).mtimeMs > statSync(makefile).mtimeMs;
+  if (process.argv.includes('--clean') || stale) run(gyp, [...pre, 'configure', ...gypCommon]);
+  run(gyp, [...pre, 'build', ...gypCommon]);
+}
 // A clean output: compiled files of deleted or renamed sources must not linger (a stale test would run).
 rmSync(join(root, 'dist'), { recursive: true, force: true });
 run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')]);

@@ -6,17 +6,17 @@ import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import type { Store, StoreTx } from '../store/store.js';
 import type { LinkInfo, SystemPorts } from '../system/ports.js';
-import type { FirewallBackend, FwBinding, FwProxied, FwState } from '../firewall/backend.js';
+import type { FirewallBackend, FwState } from '../firewall/backend.js';
 import { parseExpose, parsePortSpec, type PortRequest } from '../portmapper/spec.js';
 import { allocatePorts, describe, ephemeralRange, type PortBinding, type Published } from '../portmapper/allocator.js';
 import type { ProxyPort } from '../portmapper/proxy/client.js';
-import type { ProxyBinding, ProxyLost } from '../portmapper/proxy/protocol.js';
 import type { DriverContext, DriverRegistry, OpenSandbox } from '../driverapi/driver.js';
 import type { EndpointRecord, NetworkRecord, SandboxRecord, State } from './model.js';
 import { AlreadyExistsError, ConflictError, InvalidConfigError, NotFoundError, PortInUseError, SyscallError, runAll } from '../errors.js';
 import { allocateAddress, planIpam, prefixLenOf, releaseAddresses } from '../ipam/allocator.js';
 import { macFromBytes, macFromIpv4, parseCidr, parseIp, type Cidr } from '../ipam/addr.js';
 import { findByRef, validateName } from './lookup.js';
+import { desiredFirewall, lostMessage, ownerOf, proxyBindings } from './desired.js';
 import { faultPoint } from '../fault.js';
 import { OPT, defaultHostIP, validateIfname } from '../../drivers/bridge/options.js';
 import { CONTAINER_PREFIX, checkRemovable, isContainerMode, planShare } from '../../drivers/container/index.js';
@@ -85,12 +85,6 @@ export interface RemoveResult {
 
 const now = () => new Date().toISOString();
 
-/** "published port 0.0.0.0:8080/tcp of sandbox web is not held: ..." */
-function lostMessage(s: State, l: ProxyLost, owner: EndpointRecord | undefined): string {
-  const sbx = owner ? s.sandboxes[owner.sandboxId]?.name ?? owner.sandboxId.slice(0, 12) : 'unknown';
-  const why = l.code === 'EADDRINUSE' ? 'another program has it' : l.code;
-  return `published port ${describe({ proto: l.binding.proto, hostIP: l.binding.hostIP, hostPort: l.binding.hostPort })} of sandbox ${sbx} is not held by the userland proxy: ${why} (retrying every few seconds)`;
-}
 
 /** How long a full sweep of endpoints and leaked objects stays fresh for ordinary commands. */
 export const SWEEP_INTERVAL_MS = 30_000;
@@ -691,65 +685,7 @@ export class Controller {
   }
 
   private desiredFirewall(s: State): FwState {
-    const live = Object.values(s.networks).filter((n) => n.phase !== 'removing');
-    const networks = live
-      .map((n) => this.d.drivers.get(n.driver).firewall(n))
-      .filter((x): x is NonNullable<typeof x> => Boolean(x));
-    const bindings: FwBinding[] = [];
-    for (const ep of Object.values(s.endpoints)) {
-      const n = s.networks[ep.networkId];
-      if (!ep.ports?.length || ep.phase === 'removing' || !n?.bridge || n.phase === 'removing') continue;
-      for (const p of ep.ports) {
-        for (const [family, cidr] of [[4, ep.ipv4], [6, ep.ipv6]] as const) {
-          if (!cidr) continue;
-          const hostFamily = p.hostIP === '' ? family : p.hostIP.includes(':') ? 6 : 4;
-          if (hostFamily !== family) continue;
-          bindings.push({
-            networkId: n.id, network: n.name, endpointId: ep.id, bridge: n.bridge.name, family,
-            proto: p.proto, hostIP: p.hostIP === '0.0.0.0' || p.hostIP === '::' ? '' : p.hostIP,
-            hostPort: p.hostPort, hostPortEnd: p.hostPortEnd,
-            containerIP: cidr.split('/')[0]!, containerPort: p.containerPort, containerPortEnd: p.containerPortEnd,
-          });
-        }
-      }
-    }
-    // IPv6 clients of IPv4-only endpoints reach the proxy on INPUT: the operator's hook goes there too.
-    const proxied: FwProxied[] = [];
-    if (this.d.proxy) {
-      for (const ep of Object.values(s.endpoints)) {
-        const n = s.networks[ep.networkId];
-        if (!ep.ports?.length || ep.phase === 'removing' || !n?.bridge || n.phase === 'removing' || ep.ipv6 || !ep.ipv4) continue;
-        for (const p of ep.ports) {
-          if (p.proto === 'sctp' || (p.hostIP !== '' && !p.hostIP.includes(':'))) continue;
-          proxied.push({ family: 6, proto: p.proto, hostIP: p.hostIP === '::' ? '' : p.hostIP, port: p.hostPort, portEnd: p.hostPortEnd });
-        }
-      }
-    }
-    // With the userland proxy, 127.0.0.1 is served by it (as Docker does), not by NAT.
-    return { networks, bindings, proxied, localhost: this.d.proxy ? 'proxy' : 'nat' };
-  }
-
-  /** Every listening address the userland proxy must hold, with its target. */
-  private proxyBindings(s: State): ProxyBinding[] {
-    const out: ProxyBinding[] = [];
-    for (const ep of Object.values(s.endpoints)) {
-      if (!ep.ports?.length || ep.phase === 'removing') continue;
-      const v4 = ep.ipv4?.split('/')[0];
-      const v6 = ep.ipv6?.split('/')[0];
-      for (const p of ep.ports) {
-        if (p.proto === 'sctp') continue; // Node has no SCTP sockets: NAT only
-        const listens: Array<[string, string | undefined]> =
-          p.hostIP === '' ? [['0.0.0.0', v4 ?? v6], ['::', v6 ?? v4]] : [[p.hostIP, p.hostIP.includes(':') ? v6 ?? v4 : v4 ?? v6]];
-        for (const [hostIP, target] of listens) {
-          if (!target) continue;
-          for (let i = 0; i <= p.hostPortEnd - p.hostPort; i++) {
-            const targetPort = p.containerPortEnd === p.containerPort ? p.containerPort : p.containerPort + i;
-            out.push({ proto: p.proto, hostIP, hostPort: p.hostPort + i, targetIP: target, targetPort });
-          }
-        }
-      }
-    }
-    return out;
+    return desiredFirewall(s, (n: NetworkRecord) => this.d.drivers.get(n.driver).firewall(n), { proxy: Boolean(this.d.proxy) });
   }
 
   /**
@@ -760,9 +696,9 @@ export class Controller {
    */
   private async syncProxy(s: State, activate: boolean, mine?: EndpointRecord): Promise<void> {
     if (!this.d.proxy) return;
-    const lost = await this.d.proxy.sync(this.proxyBindings(s), activate);
+    const lost = await this.d.proxy.sync(proxyBindings(s), activate);
     for (const l of lost) {
-      const owner = this.ownerOf(s, l.binding);
+      const owner = ownerOf(s, l.binding);
       const what = describe({ proto: l.binding.proto, hostIP: l.binding.hostIP, hostPort: l.binding.hostPort });
       if (mine && owner?.id === mine.id) {
         if (l.code === 'EADDRINUSE') throw new PortInUseError(`port ${what} is already in use by another program`);
@@ -772,18 +708,11 @@ export class Controller {
     }
   }
 
-  /** The endpoint a proxy binding belongs to. */
-  private ownerOf(s: State, b: ProxyBinding): EndpointRecord | undefined {
-    return Object.values(s.endpoints).find((e) =>
-      (e.ports ?? []).some((p) => p.proto === b.proto && b.hostPort >= p.hostPort && b.hostPort <= p.hostPortEnd && (p.hostIP === b.hostIP || (p.hostIP === '' && (b.hostIP === '0.0.0.0' || b.hostIP === '::')))),
-    );
-  }
-
   /** Published ports the userland proxy should hold and cannot, with their sandbox (for port and inspect). */
   async lostPorts(s: State): Promise<Array<{ endpointId?: string; text: string }>> {
     if (!this.d.proxy) return [];
     return (await this.d.proxy.lost()).map((l) => {
-      const owner = this.ownerOf(s, l.binding);
+      const owner = ownerOf(s, l.binding);
       return { endpointId: owner?.id, text: lostMessage(s, l, owner) };
     });
   }

@@ -161,8 +161,9 @@ for (const backend of ['iptables', 'nftables'] as const) {
     try {
       // Warm the server first (the case with the most concurrency: one process, many calls at once).
       assert.equal(w.call('VERSION', '', undefined, '').code, 0);
-      for (let i = 0; i < 100 && !existsSync(join(w.run, 'cni')); i++) await new Promise((r) => setTimeout(r, 50));
-      await new Promise((r) => setTimeout(r, 500));
+      const listening = () => existsSync(join(w.run, 'cni')) && readdirSync(join(w.run, 'cni')).some((f) => f.endsWith('.sock'));
+      for (let i = 0; i < 100 && !listening(); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(listening(), 'the warm server listens');
       const ns = Array.from({ length: n }, () => w.container());
       const conf = w.conf({ ipam: { type: 'tsnet-ipam', ranges: [[{ subnet: '10.80.0.0/16' }]], dataDir: join(w.dir, 'ipam') } });
       const chain = async (i: number) => {

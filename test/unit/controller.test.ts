@@ -126,3 +126,21 @@ test('multi-homed sandboxes: eth0, eth1 and one default route', () =>
     await c.disconnect('n2', 'a');
     assert.deepEqual(await c.removeNetworks(['n2']), { removed: ['n2'], failed: [] });
   }));
+
+test('default route re-election: disconnecting the network that gave it moves it to the next one with a gateway, in name order', () =>
+  withController(async (k, c, dir) => {
+    await c.createNetwork({ name: 'zeta', subnets: ['10.5.0.0/24'] });
+    await c.createNetwork({ name: 'alpha', subnets: ['10.6.0.0/24'] });
+    await c.createNetwork({ name: 'inner', subnets: ['10.7.0.0/24'], internal: true });
+    await c.createSandbox({ name: 'a' }); // bridge: 172.17.0.1 gives the default route
+    for (const n of ['zeta', 'inner', 'alpha']) await c.connect(n, 'a');
+    const ns = k.pins.get(join(dir, 'run', 'netns', 'a'))!;
+    const defaults = () => ns.routes.filter((r) => r.family === 4 && r.dstLen === 0).map((r) => r.gateway);
+    assert.deepEqual(defaults(), ['172.17.0.1']);
+    await c.disconnect('bridge', 'a');
+    assert.deepEqual(defaults(), ['10.6.0.1'], 'alpha before zeta; the internal network has no gateway');
+    await c.disconnect('zeta', 'a');
+    assert.deepEqual(defaults(), ['10.6.0.1'], 'an unrelated disconnect keeps it');
+    await c.disconnect('alpha', 'a');
+    assert.deepEqual(defaults(), [], 'only the internal network is left: no default route');
+  }));

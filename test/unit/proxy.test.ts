@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import dgram from 'node:dgram';
-import { nativeAddon } from '../../src/system/real/addon.js';
+import { relayAddon } from '../../src/system/real/addon.js';
 import { UserlandProxy } from '../../src/portmapper/proxy/server.js';
 
 function tcpEcho(): Promise<net.Server> {
@@ -29,6 +29,27 @@ function roundTrip(port: number, payload: Buffer): Promise<Buffer> {
   });
 }
 
+const tryBind = (port: number) =>
+  new Promise<string>((resolve) =>
+    net
+      .createServer()
+      .listen(port, '127.0.0.1')
+      .on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? ''))
+      .on('listening', function (this: net.Server) {
+        this.close();
+        resolve('bound');
+      }),
+  );
+const tryConnect = (port: number) =>
+  new Promise<string>((resolve) => {
+    const c = net.connect(port, '127.0.0.1');
+    c.on('connect', () => {
+      c.destroy();
+      resolve('connected');
+    });
+    c.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? ''));
+  });
+
 const freePort = (): Promise<number> =>
   new Promise((resolve) => {
     const s = net.createServer().listen(0, '127.0.0.1', () => {
@@ -42,27 +63,42 @@ for (const mode of ['splice', 'streams'] as const) {
     const echo = await tcpEcho();
     const target = (echo.address() as net.AddressInfo).port;
     const port = await freePort();
-    const proxy = new UserlandProxy(nativeAddon(), { udpIdleMs: 1000, tcp: mode, log: () => undefined });
+    const proxy = new UserlandProxy(relayAddon(), { udpIdleMs: 1000, tcp: mode, log: () => undefined });
     const binding = { proto: 'tcp' as const, hostIP: '127.0.0.1', hostPort: port, targetIP: '127.0.0.1', targetPort: target };
     try {
       assert.equal(proxy.handle({ op: 'sync', bindings: [binding], activate: false }).ok, true);
-      // Bound but not serving yet: a second bind fails, a connection is not answered.
+      // Held but not serving yet: a second bind fails (even with SO_REUSEADDR), and a connection
+      // waits without an answer until the relay serves the port.
+      assert.equal(await tryBind(port), 'EADDRINUSE');
+      const waiting = net.connect(port, '127.0.0.1');
+      const early: Buffer[] = [];
+      waiting.on('data', (d) => early.push(d));
+      waiting.write('early');
+      await new Promise((r) => setTimeout(r, 100)); // an absence: the echo would answer in well under this
+      assert.deepEqual(early, [], 'nothing answers while the port is only held');
       const again = proxy.handle({ op: 'sync', bindings: [binding], activate: true });
       assert.equal(again.ok, true);
       const payload = Buffer.alloc(4 << 20, 7);
       payload.write('tsnet');
+      // Once served, the waiting connection is relayed too.
+      const echoed = await new Promise<string>((resolve) => {
+        waiting.once('data', (d) => resolve(d.toString()));
+        if (early.length) resolve(Buffer.concat(early).toString());
+      });
+      assert.equal(echoed, 'early');
+      waiting.destroy();
       const back = await roundTrip(port, payload);
       assert.equal(back.length, payload.length);
       assert.ok(back.equals(payload));
-      const clash = await new Promise<string>((resolve) => net.createServer().listen(port, '127.0.0.1').on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? '')).on('listening', function (this: net.Server) { this.close(); resolve('bound'); }));
-      assert.equal(clash, 'EADDRINUSE');
+      assert.equal(await tryBind(port), 'EADDRINUSE');
       // Many at once: 200 concurrent round trips, each answered in full.
       const many = await Promise.all(Array.from({ length: 200 }, (_, i) => roundTrip(port, Buffer.from(`hello ${i}`))));
       assert.deepEqual(many.map((b) => b.toString()), Array.from({ length: 200 }, (_, i) => `hello ${i}`));
       proxy.handle({ op: 'sync', bindings: [], activate: true });
       assert.equal(proxy.size, 0);
-      await new Promise((r) => setTimeout(r, 50));
-      const gone = await new Promise<string>((resolve) => net.connect(port, '127.0.0.1').on('connect', () => resolve('connected')).on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? '')));
+      // The relay's loops close the socket on their own threads: poll until they have.
+      let gone = await tryConnect(port);
+      for (let i = 0; i < 100 && gone !== 'ECONNREFUSED'; i++) gone = await tryConnect(port);
       assert.equal(gone, 'ECONNREFUSED', 'the listener closed on removal');
     } finally {
       echo.close();
@@ -72,7 +108,7 @@ for (const mode of ['splice', 'streams'] as const) {
   test(`TCP through the proxy (${mode}): a target that refuses closes the client's connection`, async () => {
     const port = await freePort();
     const dead = await freePort();
-    const proxy = new UserlandProxy(nativeAddon(), { udpIdleMs: 1000, tcp: mode, log: () => undefined });
+    const proxy = new UserlandProxy(relayAddon(), { udpIdleMs: 1000, tcp: mode, log: () => undefined });
     try {
       proxy.handle({ op: 'sync', bindings: [{ proto: 'tcp', hostIP: '127.0.0.1', hostPort: port, targetIP: '127.0.0.1', targetPort: dead }], activate: true });
       const outcome = await new Promise<string>((resolve) => {
@@ -95,7 +131,7 @@ test('UDP through the proxy: replies reach each client, flows are per client add
   await new Promise<void>((r) => server.bind(0, '127.0.0.1', () => r()));
   const target = server.address().port;
   const port = await freePort();
-  const proxy = new UserlandProxy(nativeAddon(), { udpIdleMs: 1000, tcp: 'splice', log: () => undefined });
+  const proxy = new UserlandProxy(relayAddon(), { udpIdleMs: 1000, tcp: 'splice', log: () => undefined });
   try {
     proxy.handle({ op: 'sync', bindings: [{ proto: 'udp', hostIP: '127.0.0.1', hostPort: port, targetIP: '127.0.0.1', targetPort: target }], activate: true });
     const ask = (text: string) =>
@@ -111,5 +147,30 @@ test('UDP through the proxy: replies reach each client, flows are per client add
   } finally {
     proxy.handle({ op: 'sync', bindings: [], activate: true });
     server.close();
+  }
+});
+
+test('a port another program holds is lost, reported on every sync, and taken back once free', async () => {
+  const port = await freePort();
+  const other = await new Promise<net.Server>((r) => {
+    const srv = net.createServer().listen(port, '127.0.0.1', () => r(srv));
+  });
+  const proxy = new UserlandProxy(relayAddon(), { udpIdleMs: 1000, tcp: 'splice', log: () => undefined });
+  const binding = { proto: 'tcp' as const, hostIP: '127.0.0.1', hostPort: port, targetIP: '127.0.0.1', targetPort: 9 };
+  try {
+    const r = proxy.handle({ op: 'sync', bindings: [binding], activate: true });
+    assert.equal(r.ok, false);
+    assert.deepEqual(r.errors, [{ binding, code: 'EADDRINUSE' }]);
+    assert.equal(proxy.size, 1, 'still wanted');
+    assert.deepEqual(proxy.wanted(), { bindings: [binding], activate: true }, 'and persisted as wanted');
+    assert.equal(proxy.handle({ op: 'status' }).errors?.length, 1);
+    assert.equal(proxy.retryLost(), 0, 'not while the other program holds it');
+    await new Promise<void>((r) => other.close(() => r()));
+    assert.equal(proxy.retryLost(), 1);
+    assert.deepEqual(proxy.handle({ op: 'status' }).errors, []);
+    assert.equal(await tryBind(port), 'EADDRINUSE', 'held by the proxy now');
+  } finally {
+    other.close();
+    proxy.handle({ op: 'sync', bindings: [], activate: true });
   }
 });

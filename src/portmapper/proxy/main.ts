@@ -11,7 +11,7 @@
 // as lost (status, every sync reply) and tried again every few seconds.
 import net from 'node:net';
 import { closeSync, fstatSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, constants as fsc } from 'node:fs';
-import { nativeAddon } from '../../system/real/addon.js';
+import { nativeAddon, relayAddon } from '../../system/real/addon.js';
 import { UserlandProxy } from './server.js';
 import type { ProxyRequest } from './protocol.js';
 
@@ -45,7 +45,7 @@ if (!nativeAddon().flock(lockFd, 'ex', true) || !sameLock()) {
 
 // TCP through the native splice relay unless TSNET_PROXY_TCP=streams (see bench/RESULTS.md).
 const tcp = process.env.TSNET_PROXY_TCP === 'streams' ? 'streams' : 'splice';
-const proxy = new UserlandProxy(nativeAddon(), { udpIdleMs: Number(arg('--udp-idle-ms') ?? 30000), tcp, log });
+const proxy = new UserlandProxy(relayAddon(), { udpIdleMs: Number(arg('--udp-idle-ms') ?? 30000), tcp, log });
 
 const stateFile = `${socketPath}.bindings.json`;
 function persist(): void {

@@ -5,7 +5,7 @@
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { closeSync } from 'node:fs';
-import type { NativeAddon } from '../../system/real/addon.js';
+import type { RelayAddon } from '../../system/real/addon.js';
 import { bindingKey, type ProxyBinding, type ProxyLost, type ProxyReply, type ProxyRequest } from './protocol.js';
 
 interface Held {
@@ -31,7 +31,7 @@ export class UserlandProxy {
   private readonly lost = new Map<string, ProxyLost>();
   private active = false;
   constructor(
-    private readonly addon: NativeAddon,
+    private readonly addon: RelayAddon,
     private readonly opts: ProxyOptions,
   ) {}
 

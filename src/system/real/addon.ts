@@ -1,4 +1,6 @@
-// Loads the native addon built from native/ by node-gyp.
+// Loads the native modules built from native/ by node-gyp: the addon (namespaces,
+// mounts, locks, credentials) every entry point uses, and the relay only the
+// userland proxy loads.
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -13,26 +15,37 @@ export interface NativeAddon {
   fdInode(fd: number): number;
   /** The uid of the peer of a connected unix socket (SO_PEERCRED). */
   peerUid(fd: number): number;
+}
+
+/** The userland proxy's native half (native/src/relay.cc). */
+export interface RelayAddon {
+  /** Holds a port (TCP: listening, nothing accepted yet; UDP: bound); returns the fd. */
   bindSocket(family: 4 | 6, type: 'tcp' | 'udp', address: string, port: number): number;
-  /** Serves a bound TCP socket with the native splice relay; returns an id for spliceStop. */
+  /** Serves a held TCP socket with the native splice relay; returns an id for spliceStop. */
   spliceListen(fd: number, targetIP: string, targetPort: number, backlog: number): number;
   spliceStop(id: number): boolean;
 }
 
-function findAddon(): string {
+function findModule(file: string): string {
   // dist/src/system/real -> repo root is four levels up; src/system/real (tsx) is three.
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, 'native', 'build', 'Release', 'tsnet_native.node');
+    const candidate = join(dir, 'native', 'build', 'Release', file);
     if (existsSync(candidate)) return candidate;
     dir = dirname(dir);
   }
-  throw new Error('tsnet native addon not built: run `npm install` (or `npm run build`) in the repository');
+  throw new Error(`tsnet native module ${file} not built: run \`npm install\` (or \`npm run build\`) in the repository`);
 }
 
 let loaded: NativeAddon | undefined;
+let relay: RelayAddon | undefined;
 /** The addon is a process-wide resource by nature (a loaded shared object). */
 export function nativeAddon(): NativeAddon {
-  loaded ??= createRequire(import.meta.url)(findAddon()) as NativeAddon;
+  loaded ??= createRequire(import.meta.url)(findModule('tsnet_native.node')) as NativeAddon;
   return loaded;
+}
+/** The relay, loaded on first use (by the userland proxy only). */
+export function relayAddon(): RelayAddon {
+  relay ??= createRequire(import.meta.url)(findModule('tsnet_relay.node')) as RelayAddon;
+  return relay;
 }

@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'COMMAND'
   | 'UNSUPPORTED'
   | 'STATE_INVALID'
+  | 'UNAVAILABLE'
+  | 'CHECK_FAILED'
   | 'INTERNAL';
 
 export interface ErrorMapping {
@@ -34,13 +36,16 @@ export const ERROR_TABLE: Readonly<Record<ErrorCode, ErrorMapping>> = {
   EXHAUSTED: { cni: 11 /* try again later */, grpc: 8 /* RESOURCE_EXHAUSTED */, exit: 7 },
   SYSCALL: { cni: 100, grpc: 13 /* INTERNAL */, exit: 10 },
   COMMAND: { cni: 101, grpc: 13 /* INTERNAL */, exit: 11 },
-  // 102 is CHECK_FAILED (src/cni/spec.ts).
   ALREADY_EXISTS: { cni: 103, grpc: 6 /* ALREADY_EXISTS */, exit: 4 },
   CONFLICT: { cni: 104, grpc: 9 /* FAILED_PRECONDITION */, exit: 5 },
   PORT_IN_USE: { cni: 105, grpc: 6 /* ALREADY_EXISTS */, exit: 6 },
   // Not 3: the spec's 3 ("container unknown") tells the runtime to skip cleanup.
   NOT_FOUND: { cni: 106, grpc: 5 /* NOT_FOUND */, exit: 3 },
   STATE_INVALID: { cni: 107, grpc: 15 /* DATA_LOSS */, exit: 13 },
+  // A tool or service this needs is missing (CNI STATUS: "plugin not available").
+  UNAVAILABLE: { cni: 50, grpc: 14 /* UNAVAILABLE */, exit: 14 },
+  // What was set up is no longer there (CNI CHECK).
+  CHECK_FAILED: { cni: 102, grpc: 9 /* FAILED_PRECONDITION */, exit: 15 },
   INTERNAL: { cni: 999, grpc: 13 /* INTERNAL */, exit: 1 },
 };
 
@@ -117,13 +122,19 @@ export class CommandError extends TsnetError {
   }
 }
 
-/** Wrap anything thrown into a TsnetError (INTERNAL unless it already is one). */
+/**
+ * Wrap anything thrown into a TsnetError (INTERNAL unless it already is one). An
+ * AggregateError (teardown that carried on past failures) reports its failures'
+ * code when they all share one, and INTERNAL when they differ: no one failure's
+ * kind stands for the others.
+ */
 export function asTsnetError(err: unknown): TsnetError {
   if (err instanceof TsnetError) return err;
   if (err instanceof AggregateError) {
     const inner = err.errors.map(asTsnetError);
-    const e = new TsnetError(inner[0]?.code ?? 'INTERNAL', [err.message, ...inner.map((x) => x.message)].join('; '), { cause: err });
-    return e;
+    const codes = new Set(inner.map((x) => x.code));
+    const code = codes.size === 1 ? inner[0]!.code : 'INTERNAL';
+    return new TsnetError(code, [err.message, ...inner.map((x) => x.message)].join('; '), { cause: err });
   }
   const e = err as { code?: unknown; errno?: unknown; syscall?: unknown; message?: unknown };
   if (typeof e?.code === 'string' && /^E[A-Z0-9]+$/.test(e.code)) {

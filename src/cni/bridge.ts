@@ -16,6 +16,7 @@ import { applyTagged, attachmentHash, networkTagPrefix, ruleTag, tagged, withFir
 import { CNI_BRIDGE } from '../firewall/ownership.js';
 import { ensureSysctl } from '../../drivers/common.js';
 import { onPath } from '../system/real/exec.js';
+import { SyscallError } from '../errors.js';
 
 const KEYS = ['bridge', 'isGateway', 'isDefaultGateway', 'forceAddress', 'ipMasq', 'hairpinMode', 'promiscMode', 'mtu', 'ipam', 'vlan', 'macspoofchk', 'enabledad', 'preserveDefaultVlan', 'vlanTrunk'];
 const MASQ_CHAIN = CNI_BRIDGE.chains[0];
@@ -160,8 +161,8 @@ async function masquerade(h: CniHost, a: CniArgs, ips: Array<{ address: string }
   );
 }
 
-async function ensureBridge(sys: SystemPorts, c: BridgeConf, gateways: Array<{ address: string; prefixLen: number; family: 4 | 6 }>): Promise<LinkInfo> {
-  const nl = sys.netlink();
+async function ensureBridge(h: CniHost, c: BridgeConf, gateways: Array<{ address: string; prefixLen: number; family: 4 | 6 }>): Promise<LinkInfo> {
+  const nl = h.sys.netlink();
   try {
     let br = await nl.getLinkByName(c.bridge);
     if (br && br.kind !== 'bridge') throw new CniError(CNI_ERR.INVALID_CONFIG, `${c.bridge} exists and is not a bridge (${br.kind ?? 'unknown kind'})`);
@@ -177,14 +178,14 @@ async function ensureBridge(sys: SystemPorts, c: BridgeConf, gateways: Array<{ a
     if (c.promiscMode) await nl.setPromisc(br.index, true);
     if (c.isGateway) {
       // With a VLAN the gateway lives on "<bridge>.<vlan>", an access port of that VLAN (as the reference plugin does).
-      const gw = c.vlan ? await ensureVlanGateway(sys, nl, br, c) : br;
+      const gw = c.vlan ? await ensureVlanGateway(h, nl, br, c) : br;
       const have = (await nl.listAddresses()).filter((x) => x.index === gw.index);
       for (const g of gateways) {
         if (have.some((x) => x.address === g.address)) continue;
         try {
           await nl.addAddress(gw.index, g.family, g.address, g.prefixLen);
         } catch (err) {
-          if ((err as { errno?: string }).errno !== 'EEXIST') throw err;
+          if (!(err instanceof SyscallError && err.errno === 'EEXIST')) throw err;
         }
       }
     }
@@ -197,8 +198,7 @@ async function ensureBridge(sys: SystemPorts, c: BridgeConf, gateways: Array<{ a
 
 /** A kernel without bridge VLAN filtering answers EOPNOTSUPP: say so in the spec's terms. */
 function vlanUnsupported(err: unknown, c: BridgeConf): unknown {
-  const errno = (err as { errno?: string }).errno;
-  if ((c.vlan || c.trunk.length) && (errno === 'EOPNOTSUPP' || errno === 'ENOTSUP')) {
+  if ((c.vlan || c.trunk.length) && err instanceof SyscallError && (err.errno === 'EOPNOTSUPP' || err.errno === 'ENOTSUP')) {
     return new CniError(CNI_ERR.UNSUPPORTED_FIELD, `"vlan"/"vlanTrunk" need bridge VLAN filtering, which this kernel does not support (CONFIG_BRIDGE_VLAN_FILTERING)`);
   }
   return err;
@@ -208,7 +208,12 @@ function vlanUnsupported(err: unknown, c: BridgeConf): unknown {
 async function setPortVlans(nl: ReturnType<SystemPorts['netlink']>, port: number, c: BridgeConf): Promise<void> {
   if (!c.vlan && !c.trunk.length) return;
   try {
-    if (!c.preserveDefaultVlan) await nl.bridgeVlan(port, 'del', 1).catch(() => undefined); // the kernel's default PVID
+    if (!c.preserveDefaultVlan) {
+      // The kernel's default PVID; a port (or kernel) without it has nothing to remove.
+      await nl.bridgeVlan(port, 'del', 1).catch((err: unknown) => {
+        if (!(err instanceof SyscallError && ['ENOENT', 'EINVAL'].includes(err.errno))) throw err;
+      });
+    }
     if (c.vlan) await nl.bridgeVlan(port, 'add', c.vlan, { pvid: true, untagged: true });
     for (const v of c.trunk) await nl.bridgeVlan(port, 'add', v);
   } catch (err) {
@@ -217,7 +222,8 @@ async function setPortVlans(nl: ReturnType<SystemPorts['netlink']>, port: number
 }
 
 /** The gateway interface of a VLAN: a veth whose one end is an access port of the VLAN on the bridge. */
-async function ensureVlanGateway(sys: SystemPorts, nl: ReturnType<SystemPorts['netlink']>, br: LinkInfo, c: BridgeConf): Promise<LinkInfo> {
+async function ensureVlanGateway(h: CniHost, nl: ReturnType<SystemPorts['netlink']>, br: LinkInfo, c: BridgeConf): Promise<LinkInfo> {
+  const { sys } = h;
   const name = `${c.bridge}.${c.vlan}`;
   if (name.length > 15) throw new CniError(CNI_ERR.INVALID_CONFIG, `the VLAN gateway interface name ${name} is longer than 15 bytes: use a shorter bridge name`);
   const existing = await nl.getLinkByName(name);
@@ -238,11 +244,12 @@ async function ensureVlanGateway(sys: SystemPorts, nl: ReturnType<SystemPorts['n
     await setPortVlans(nl, port.index, { ...c, trunk: [] });
     await nl.setLinkUp(port.index);
     const gw = await nl.getLinkByName(name);
-    if (!gw) throw new CniError(CNI_ERR.IO_FAILURE, `${name} did not appear`);
+    if (!gw) throw new SyscallError('netlink', 'ENODEV', `${name} did not appear`);
     await nl.setLinkUp(gw.index);
     return gw;
   } catch (err) {
-    await nl.deleteLink(port.index).catch(() => undefined); // half-made: takes its peer along
+    // Half-made: deleting the port takes its peer along; what cannot be undone is logged.
+    await nl.deleteLink(port.index).catch((undoErr: unknown) => h.log.error({ err: undoErr }, `tsnet-bridge: could not delete the half-made VLAN gateway veth of ${name}`));
     throw err;
   }
 }
@@ -279,7 +286,7 @@ export function bridgePlugin(h: CniHost): CniPlugin {
         const gateways = ips
           .filter((ip) => ip.gateway)
           .map((ip) => ({ address: ip.gateway!, prefixLen: parseCidr(ip.address).prefixLen, family: parseCidr(ip.address).family }));
-        const br = await ensureBridge(sys, c, gateways);
+        const br = await ensureBridge(h, c, gateways);
         if (c.isGateway || c.ipMasq) {
           if (ips.some((ip) => parseCidr(ip.address).family === 4)) ensureSysctl(sys.sysctl, 'net.ipv4.ip_forward', '1');
           if (ips.some((ip) => parseCidr(ip.address).family === 6)) ensureSysctl(sys.sysctl, 'net.ipv6.conf.all.forwarding', '1');
@@ -298,7 +305,7 @@ export function bridgePlugin(h: CniHost): CniPlugin {
           const inner = sys.netlink(fd);
           try {
             const eth = await inner.getLinkByName(a.ifname);
-            if (!eth) throw new CniError(CNI_ERR.IO_FAILURE, `${a.ifname} did not appear in ${a.netns}`);
+            if (!eth) throw new SyscallError('netlink', 'ENODEV', `${a.ifname} did not appear in ${a.netns}`);
             mac = eth.mac;
             for (const ip of ips) {
               const cidr = parseCidr(ip.address);

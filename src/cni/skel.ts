@@ -137,7 +137,7 @@ export async function runCni(plugin: CniPlugin, io: CniIo): Promise<{ stdout: st
     }
   } catch (err) {
     const e = err instanceof CniError ? err : toCniError(err);
-    return { stdout: `${JSON.stringify({ cniVersion: version, code: e.code, msg: e.message, ...(e.details ? { details: e.details } : {}) })}\n`, code: 1 };
+    return { stdout: `${JSON.stringify({ cniVersion: version, code: e.cniCode, msg: e.message, ...(e.details ? { details: e.details } : {}) })}\n`, code: 1 };
   }
   return { stdout: '', code: 0 };
 }

@@ -1,4 +1,6 @@
 // CNI specification types and constants (spec 1.1.0, with 1.0.0 and 0.4.0 results).
+import { TsnetError, type ErrorCode } from '../errors.js';
+
 export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 export const LATEST = '1.1.0';
 
@@ -73,14 +75,38 @@ export function resultFor(version: string, r: CniResult): Record<string, unknown
   return base;
 }
 
-/** An error with the spec's code, as plugins report it (skel prints it as the spec's error object). */
-export class CniError extends Error {
+/** The tsnet error kind each CNI code stands for (how the CLI or the engine would report it). */
+function kindOfCni(code: number): ErrorCode {
+  switch (code) {
+    case CNI_ERR.UNSUPPORTED_FIELD:
+      return 'UNSUPPORTED';
+    case CNI_ERR.UNKNOWN_CONTAINER:
+      return 'NOT_FOUND';
+    case CNI_ERR.TRY_AGAIN_LATER:
+      return 'EXHAUSTED';
+    case CNI_ERR.NOT_AVAILABLE:
+      return 'UNAVAILABLE';
+    case CNI_ERR.CHECK_FAILED:
+      return 'CHECK_FAILED';
+    case CNI_ERR.IO_FAILURE:
+      return 'SYSCALL';
+    default:
+      // 1, 4, 6, 7: the caller's configuration or environment.
+      return code < 100 ? 'INVALID_CONFIG' : 'INTERNAL';
+  }
+}
+
+/**
+ * A tsnet error that carries the CNI spec's code it must be reported with (skel
+ * prints it as the spec's error object; anything else maps through ERROR_TABLE).
+ */
+export class CniError extends TsnetError {
   constructor(
-    readonly code: number,
+    readonly cniCode: number,
     message: string,
     readonly details = '',
   ) {
-    super(message);
+    super(kindOfCni(cniCode), message);
   }
 }
 const shapeError = (msg: string) => new CniError(CNI_ERR.INVALID_CONFIG, msg);

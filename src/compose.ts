@@ -9,6 +9,8 @@ import { onPath } from './system/real/exec.js';
 import { Store } from './store/store.js';
 import { emptyState, parseState, type State } from './controller/model.js';
 import { Controller } from './controller/controller.js';
+import type { Api } from './api/api.js';
+import { LocalApi } from './api/local.js';
 import { DriverRegistry } from './driverapi/driver.js';
 import { NullDriver } from '../drivers/null/index.js';
 import { HostDriver } from '../drivers/host/index.js';
@@ -85,6 +87,8 @@ export function chooseFirewall(choice: FirewallChoice, sys: SystemPorts, log: Lo
 export const instanceTag = (root: string) => createHash('sha256').update(resolve(root)).digest('hex').slice(0, 8);
 
 export interface Composed {
+  /** What front ends use. */
+  api: Api;
   controller: Controller;
   sys: SystemPorts;
   store: Store<State>;
@@ -106,7 +110,8 @@ export function compose(settings: Settings, log: Logger, sys: SystemPorts = crea
     firewallOf: (name) => chooseFirewall(name, sys, log, runDir),
     notice: settings.notice,
   });
-  return { controller, sys, store, settings: { ...settings, root, runDir } };
+  const api = new LocalApi(controller, { proxy: settings.userlandProxy !== false });
+  return { api, controller, sys, store, settings: { ...settings, root, runDir } };
 }
 
 /** The CNI plugins, by executable name, over one kernel and the run directory (TSNET_RUN). */

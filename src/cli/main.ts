@@ -8,11 +8,10 @@ import { resolve } from 'node:path';
 import { createRootLogger, LOG_LEVELS, type LogLevel } from '../log.js';
 import { asTsnetError, InvalidConfigError, NotFoundError } from '../errors.js';
 import { flagHelp, keyValues, parseArgs, type FlagSpec } from './args.js';
-import { inspectNetwork, inspectSandbox, portLines, shortId, type PortView } from './format.js';
-import { boolFilter, labelMatch, matchesAll, parseFilters, renderInspect, renderList, type ListSpec } from './output.js';
-import type { RemoveResult } from '../controller/controller.js';
+import { portLine, renderInspect, renderList, shortId, type ListSpec } from './output.js';
+import { parseFilterArgs } from '../api/filters.js';
+import type { Removal, SandboxSummary } from '../api/api.js';
 import { constants as osConstants } from 'node:os';
-import type { NetworkRecord, SandboxRecord, State } from '../controller/model.js';
 
 const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'root', type: 'string', help: 'state directory (env TSNET_ROOT, default /var/lib/tsnet)', metavar: 'DIR' },
@@ -69,13 +68,11 @@ interface Env {
 const str = (v: unknown) => (v === undefined ? undefined : String(v));
 const list = (v: unknown) => (v as string[] | undefined) ?? [];
 
-const portView = (env: Env): PortView => ({ proxy: env.settings().userlandProxy !== false });
-
 /** Multi-name rm: prints what went, reports each failure on stderr, exits non-zero if any failed (as Docker). */
-function reportRemoval(r: RemoveResult, env: Env): number {
+function reportRemoval(r: Removal, env: Env): number {
   for (const n of r.removed) env.out(n);
-  for (const f of r.failed) env.err(`Error: ${asTsnetError(f.error).message}`);
-  return r.failed.length ? asTsnetError(r.failed[0]!.error).mapping.exit : 0;
+  for (const f of r.failed) env.err(`Error: ${f.error.message}`);
+  return r.failed.length ? r.failed[0]!.error.mapping.exit : 0;
 }
 
 const NETWORK_LIST: ListSpec = {
@@ -88,17 +85,6 @@ const SANDBOX_LIST: ListSpec = {
   headers: { ID: 'SANDBOX ID', Name: 'NAME', Kind: 'KIND', Networks: 'NETWORKS', SandboxKey: 'KEY', CreatedAt: 'CREATED AT', Ports: 'PORTS' },
   idField: 'ID',
 };
-/** Lost ports (published, not held by the proxy) by endpoint id. */
-async function lostByEndpoint(env: Env, s: State): Promise<Map<string, string[]>> {
-  const out = new Map<string, string[]>();
-  for (const l of await env.tsnet().controller.lostPorts(s)) if (l.endpointId) out.set(l.endpointId, [...(out.get(l.endpointId) ?? []), l.text]);
-  return out;
-}
-/** inspect: an endpoint whose published ports are not all held says so in LostPorts (absent when none is lost). */
-function addLost(ep: Record<string, unknown>, lost: Map<string, string[]>): void {
-  const l = lost.get(String(ep.EndpointID));
-  if (l) ep.LostPorts = l;
-}
 const labelText = (l: Record<string, string>) => Object.entries(l).map(([k, v]) => `${k}=${v}`).join(',');
 
 const COMMANDS: Command[] = [
@@ -123,7 +109,7 @@ const COMMANDS: Command[] = [
     async run({ flags, positionals }, env) {
       const mtu = str(flags.mtu);
       if (mtu !== undefined && !/^\d+$/.test(mtu)) throw new InvalidConfigError(`--mtu "${mtu}" must be a whole number`);
-      const net = await env.tsnet().controller.createNetwork({
+      const net = await env.tsnet().api.createNetwork({
         name: positionals[0]!,
         driver: str(flags.driver),
         subnets: list(flags.subnet),
@@ -147,27 +133,9 @@ const COMMANDS: Command[] = [
     maxArgs: 0,
     flags: LIST_FLAGS,
     async run({ flags }, env) {
-      const s = await env.tsnet().controller.snapshot();
-      const used = (n: NetworkRecord) => Object.values(s.endpoints).some((e) => e.networkId === n.id);
-      const keep = matchesAll(
-        parseFilters<NetworkRecord>(list(flags.filter), {
-          name: (n, v) => n.name.includes(v),
-          id: (n, v) => n.id.startsWith(v),
-          driver: (n, v) => n.driver === v,
-          label: (n, v) => labelMatch(n.labels, v),
-          type: (n, v) => {
-            if (v !== 'custom' && v !== 'builtin') throw new InvalidConfigError(`invalid filter 'type=${v}': use custom or builtin`);
-            return n.predefined === (v === 'builtin');
-          },
-          dangling: (n, v) => !n.predefined && !used(n) === boolFilter(v, 'dangling'),
-          scope: (_n, v) => v === 'local',
-        }),
-      );
+      const nets = await env.tsnet().api.listNetworks(parseFilterArgs(list(flags.filter)));
       const id = (x: string) => (flags['no-trunc'] ? x : shortId(x));
-      const rows = Object.values(s.networks)
-        .filter(keep)
-        .sort((a, b) => a.name.localeCompare(b.name))
-        .map((n) => ({ ID: id(n.id), Name: n.name, Driver: n.driver, Scope: 'local', IPv6: String(n.enableIPv6), Internal: String(n.internal), Labels: labelText(n.labels), CreatedAt: n.created }));
+      const rows = nets.map((n) => ({ ID: id(n.id), Name: n.name, Driver: n.driver, Scope: n.scope, IPv6: String(n.ipv6), Internal: String(n.internal), Labels: labelText(n.labels), CreatedAt: n.created }));
       for (const l of renderList(rows, NETWORK_LIST, { format: str(flags.format), quiet: Boolean(flags.quiet) })) env.out(l);
       return 0;
     },
@@ -179,13 +147,7 @@ const COMMANDS: Command[] = [
     minArgs: 1,
     flags: [INSPECT_FORMAT],
     async run({ flags, positionals }, env) {
-      const s = await env.tsnet().controller.snapshot();
-      const c = env.tsnet().controller;
-      const found = positionals.map((r) => c.findNetwork(s, r));
-      const lost = await lostByEndpoint(env, s);
-      const objects = found.map((n) => inspectNetwork(n, s, portView(env)));
-      for (const o of objects) for (const ep of Object.values(o.Containers as Record<string, Record<string, unknown>>)) addLost(ep, lost);
-      for (const l of renderInspect(objects, str(flags.format))) env.out(l);
+      for (const l of renderInspect(await env.tsnet().api.inspectNetworks(positionals), str(flags.format))) env.out(l);
       return 0;
     },
   },
@@ -196,7 +158,7 @@ const COMMANDS: Command[] = [
     minArgs: 1,
     flags: [FORCE_RM],
     async run({ flags, positionals }, env) {
-      return reportRemoval(await env.tsnet().controller.removeNetworks(positionals, { force: Boolean(flags.force) }), env);
+      return reportRemoval(await env.tsnet().api.removeNetworks(positionals, { force: Boolean(flags.force) }), env);
     },
   },
   {
@@ -206,7 +168,7 @@ const COMMANDS: Command[] = [
     maxArgs: 0,
     flags: [{ name: 'force', short: 'f', type: 'bool', help: 'do not ask (tsnet never asks: accepted for Docker compatibility)' }],
     async run(_a, env) {
-      const removed = await env.tsnet().controller.pruneNetworks();
+      const removed = await env.tsnet().api.pruneNetworks();
       if (removed.length) env.out(['Deleted Networks:', ...removed].join('\n'));
       return 0;
     },
@@ -219,7 +181,7 @@ const COMMANDS: Command[] = [
     maxArgs: 2,
     flags: CONNECT_FLAGS,
     async run({ flags, positionals }, env) {
-      await env.tsnet().controller.connect(positionals[0]!, positionals[1]!, connectOpts(flags));
+      await env.tsnet().api.connect(positionals[0]!, positionals[1]!, connectOpts(flags));
       return 0;
     },
   },
@@ -231,7 +193,7 @@ const COMMANDS: Command[] = [
     maxArgs: 2,
     flags: [{ name: 'force', short: 'f', type: 'bool', help: 'accepted for Docker compatibility' }],
     async run({ positionals }, env) {
-      await env.tsnet().controller.disconnect(positionals[0]!, positionals[1]!);
+      await env.tsnet().api.disconnect(positionals[0]!, positionals[1]!);
       return 0;
     },
   },
@@ -250,7 +212,7 @@ const COMMANDS: Command[] = [
     async run({ flags, positionals }, env) {
       const pid = str(flags.pid);
       if (pid !== undefined && !/^\d+$/.test(pid)) throw new InvalidConfigError(`--pid "${pid}" is not a process id`);
-      const sbx = await env.tsnet().controller.createSandbox({
+      const sbx = await env.tsnet().api.createSandbox({
         name: positionals[0]!,
         network: str(flags.network),
         netnsPath: str(flags.netns),
@@ -268,28 +230,11 @@ const COMMANDS: Command[] = [
     maxArgs: 0,
     flags: LIST_FLAGS,
     async run({ flags }, env) {
-      const c = env.tsnet().controller;
-      const s = await c.snapshot();
-      const netsOf = (id: string) => networksOf(s, id);
-      const keep = matchesAll(
-        parseFilters<SandboxRecord>(list(flags.filter), {
-          name: (x, v) => x.name.includes(v),
-          id: (x, v) => x.id.startsWith(v),
-          kind: (x, v) => x.kind === v,
-          network: (x, v) => Object.values(s.endpoints).some((e) => e.sandboxId === x.id && (s.networks[e.networkId]?.name === v || e.networkId.startsWith(v))),
-        }),
-      );
+      const all = await env.tsnet().api.listSandboxes(parseFilterArgs(list(flags.filter)));
       const id = (x: string) => (flags['no-trunc'] ? x : shortId(x));
-      const ports = (x: SandboxRecord) =>
-        Object.values(s.endpoints)
-          .filter((e) => e.sandboxId === x.id)
-          .flatMap((e) => portLines(e, portView(env)))
-          .map((l) => l.replace(/^(\S+) -> (.*)$/, '$2->$1'))
-          .join(', ');
-      const rows = Object.values(s.sandboxes)
-        .filter(keep)
-        .sort((a, b) => a.name.localeCompare(b.name))
-        .map((x) => ({ ID: id(x.id), Name: x.name, Kind: x.kind, Networks: netsOf(x.id).join(',') || '-', SandboxKey: x.key, CreatedAt: x.created, Ports: ports(x) }));
+      // Docker's PORTS column: "0.0.0.0:8080->80/tcp, [::]:8080->80/tcp".
+      const ports = (x: SandboxSummary) => x.ports.map((p) => `${portLine(p, true)}->${p.containerPort}/${p.proto}`).join(', ');
+      const rows = all.map((x) => ({ ID: id(x.id), Name: x.name, Kind: x.kind, Networks: x.networks.join(',') || '-', SandboxKey: x.key, CreatedAt: x.created, Ports: ports(x) }));
       for (const l of renderList(rows, SANDBOX_LIST, { format: str(flags.format), quiet: Boolean(flags.quiet) })) env.out(l);
       return 0;
     },
@@ -301,13 +246,7 @@ const COMMANDS: Command[] = [
     minArgs: 1,
     flags: [INSPECT_FORMAT],
     async run({ flags, positionals }, env) {
-      const c = env.tsnet().controller;
-      const s = await c.snapshot();
-      const found = positionals.map((r) => c.findSandbox(s, r));
-      const lost = await lostByEndpoint(env, s);
-      const objects = found.map((x) => inspectSandbox(x, s, portView(env)));
-      for (const o of objects) for (const ep of Object.values(o.Networks as Record<string, Record<string, unknown>>)) addLost(ep, lost);
-      for (const l of renderInspect(objects, str(flags.format))) env.out(l);
+      for (const l of renderInspect(await env.tsnet().api.inspectSandboxes(positionals), str(flags.format))) env.out(l);
       return 0;
     },
   },
@@ -318,7 +257,7 @@ const COMMANDS: Command[] = [
     minArgs: 1,
     flags: [FORCE_RM],
     async run({ flags, positionals }, env) {
-      return reportRemoval(await env.tsnet().controller.removeSandboxes(positionals, { force: Boolean(flags.force) }), env);
+      return reportRemoval(await env.tsnet().api.removeSandboxes(positionals, { force: Boolean(flags.force) }), env);
     },
   },
   {
@@ -329,14 +268,12 @@ const COMMANDS: Command[] = [
     flags: [],
     async run({ positionals, rest }, env) {
       try {
-        const c = env.tsnet().controller;
-        const s = await c.snapshot();
-        const x = c.findSandbox(s, positionals[0]!);
+        const key = await env.tsnet().api.sandboxKey(positionals[0]!);
         const cmd = [...positionals.slice(1), ...rest];
         if (!cmd.length) throw new InvalidConfigError('sandbox exec needs a command to run');
         return await new Promise((resolveExit, reject) => {
           // The shell's exec gives the command's own failures Docker's codes: 126 cannot execute, 127 not found.
-          const child = spawn('nsenter', [`--net=${x.key}`, '--', '/bin/sh', '-c', 'exec "$0" "$@"', ...cmd], { stdio: 'inherit' });
+          const child = spawn('nsenter', [`--net=${key}`, '--', '/bin/sh', '-c', 'exec "$0" "$@"', ...cmd], { stdio: 'inherit' });
           child.on('error', (err) => reject(new NotFoundError(`nsenter (util-linux) is needed for exec: ${err.message}`)));
           child.on('close', (code, sig) => resolveExit(code ?? 128 + (sig ? osConstants.signals[sig] : 0)));
         });
@@ -355,17 +292,11 @@ const COMMANDS: Command[] = [
     maxArgs: 2,
     flags: [],
     async run({ positionals }, env) {
-      const c = env.tsnet().controller;
-      const s = await c.snapshot();
-      const x = c.findSandbox(s, positionals[0]!);
-      const lines = Object.values(s.endpoints)
-        .filter((e) => e.sandboxId === x.id)
-        .flatMap((e) => portLines(e, portView(env), positionals[1]));
-      if (positionals[1] && !lines.length) throw new NotFoundError(`no public port '${positionals[1]}' published for ${x.name}`);
-      for (const l of lines) env.out(l);
+      const r = await env.tsnet().api.ports(positionals[0]!, positionals[1]);
+      if (positionals[1] && !r.ports.length) throw new NotFoundError(`no public port '${positionals[1]}' published for ${positionals[0]}`);
+      for (const p of r.ports) env.out(portLine(p, Boolean(positionals[1])));
       // Listed as published, but not held: said loudly, on stderr (stdout stays `docker port`'s).
-      const mine = new Set(Object.values(s.endpoints).filter((e) => e.sandboxId === x.id).map((e) => e.id));
-      for (const l of await c.lostPorts(s)) if (l.endpointId && mine.has(l.endpointId)) env.err(`Warning: ${l.text}`);
+      for (const l of r.lost) env.err(`Warning: ${l}`);
       return 0;
     },
   },
@@ -397,18 +328,11 @@ const COMMANDS: Command[] = [
     maxArgs: 0,
     flags: [],
     async run(_a, env) {
-      await env.tsnet().controller.reconcile();
+      await env.tsnet().api.reconcile();
       return 0;
     },
   },
 ];
-
-function networksOf(s: State, sandboxId: string): string[] {
-  return Object.values(s.endpoints)
-    .filter((e) => e.sandboxId === sandboxId)
-    .map((e) => s.networks[e.networkId]?.name ?? '?')
-    .sort();
-}
 
 function version(): string {
   return (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;

@@ -1,11 +1,26 @@
 // How `ls` and `inspect` print, as Docker's do: ls takes --format table (the
 // default), json (one object per line, Docker's keys, string values), a Go
 // template, or `table TEMPLATE` (a header row, aligned columns); inspect prints a
-// JSON array, or one line per object with -f json / -f TEMPLATE. ls --filter
-// KEY=VALUE narrows rows (several values of one key: any; different keys: all).
+// JSON array, or one line per object with -f json / -f TEMPLATE.
 import { InvalidConfigError } from '../errors.js';
-import { table } from './format.js';
 import { compileTemplate } from './template.js';
+
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]! + 3)))
+      .join('')
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n');
+}
+
+export const shortId = (id: string) => id.slice(0, 12);
+
+const hostText = (ip: string) => (ip.includes(':') ? `[${ip}]` : ip);
+/** `docker port` lines: "80/tcp -> 0.0.0.0:8080", or just "0.0.0.0:8080" for one asked-for port. */
+export const portLine = (p: { containerPort: number; proto: string; hostIP: string; hostPort: number }, short: boolean) =>
+  short ? `${hostText(p.hostIP)}:${p.hostPort}` : `${p.containerPort}/${p.proto} -> ${hostText(p.hostIP)}:${p.hostPort}`;
 
 /** One ls row: Docker's field names, string values (what templates and json see). */
 export type Row = Record<string, string>;
@@ -49,38 +64,4 @@ export function renderInspect(objects: unknown[], format: string | undefined): s
   if (format === 'table' || format.startsWith('table ')) throw new InvalidConfigError(`inspect --format takes a Go template or json, not a table (see 'ls --format')`);
   const t = compileTemplate(unescape(format));
   return objects.map((o) => t.render(o));
-}
-
-export interface FilterSpec<T> {
-  /** key -> does the record match this value */
-  [key: string]: (item: T, value: string) => boolean;
-}
-
-/** Parses --filter KEY=VALUE entries against the keys a command knows. */
-export function parseFilters<T>(entries: string[], keys: FilterSpec<T>): Array<(item: T) => boolean> {
-  const byKey = new Map<string, string[]>();
-  for (const e of entries) {
-    const eq = e.indexOf('=');
-    if (eq <= 0) throw new InvalidConfigError(`bad format of filter "${e}": expected KEY=VALUE`);
-    const k = e.slice(0, eq).toLowerCase();
-    if (!Object.hasOwn(keys, k)) throw new InvalidConfigError(`invalid filter '${k}' (known: ${Object.keys(keys).join(', ')})`);
-    byKey.set(k, [...(byKey.get(k) ?? []), e.slice(eq + 1)]);
-  }
-  return [...byKey].map(([k, values]) => (item: T) => values.some((v) => keys[k]!(item, v)));
-}
-
-export const matchesAll = <T>(filters: Array<(item: T) => boolean>) => (item: T) => filters.every((f) => f(item));
-
-/** A label filter value: "key" (has it) or "key=value". */
-export function labelMatch(labels: Record<string, string>, value: string): boolean {
-  const eq = value.indexOf('=');
-  if (eq < 0) return Object.hasOwn(labels, value);
-  return labels[value.slice(0, eq)] === value.slice(eq + 1);
-}
-
-export function boolFilter(value: string, key: string): boolean {
-  const v = value.toLowerCase();
-  if (v === 'true' || v === '1') return true;
-  if (v === 'false' || v === '0') return false;
-  throw new InvalidConfigError(`invalid filter '${key}=${value}': use true or false`);
 }

@@ -2,7 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { compileTemplate } from '../../src/cli/template.js';
-import { renderInspect, renderList, parseFilters, matchesAll, labelMatch } from '../../src/cli/output.js';
+import { renderInspect, renderList } from '../../src/cli/output.js';
+import { networkFilter, parseFilterArgs, sandboxFilter } from '../../src/api/filters.js';
+import type { NetworkRecord, State } from '../../src/controller/model.js';
 
 const net = {
   Name: 'web', Id: 'abc', Internal: false, Options: { 'com.docker.network.bridge.name': 'br0' },
@@ -42,14 +44,26 @@ test('ls output: table, json, template, table template with headers; -q', () => 
   assert.throws(() => renderInspect([{}], 'table'), /Go template or json/);
 });
 
-test('filters: keys checked, values of one key OR, keys AND; labels by key or key=value', () => {
-  const items: Array<{ n: string; l: Record<string, string> }> = [{ n: 'web', l: { env: 'prod' } }, { n: 'web2', l: {} }, { n: 'db', l: { env: 'dev' } }];
-  const spec = { name: (x: (typeof items)[0], v: string) => x.n.includes(v), label: (x: (typeof items)[0], v: string) => labelMatch(x.l, v) };
-  const pick = (f: string[]) => items.filter(matchesAll(parseFilters(f, spec))).map((x) => x.n);
+test('filters: keys checked, values of one key OR, keys AND; labels by key or key=value; dangling and type', () => {
+  const net = (id: string, name: string, labels: Record<string, string>, predefined = false): NetworkRecord => ({
+    id, name, driver: 'bridge', created: '', phase: 'ready', predefined, internal: false, enableIPv6: false, options: {}, labels, subnets: [],
+  });
+  const s: State = {
+    version: 1,
+    networks: { a1: net('a1', 'web', { env: 'prod' }), b2: net('b2', 'web2', {}), c3: net('c3', 'db', { env: 'dev' }), d4: net('d4', 'bridge', {}, true) },
+    sandboxes: { s1: { id: 's1', name: 'x', kind: 'named', key: '/k', phase: 'ready', created: '' } },
+    endpoints: { e1: { id: 'e1', networkId: 'a1', sandboxId: 's1', phase: 'ready', ifname: 'eth0' } },
+  };
+  const pick = (f: string[]) => Object.values(s.networks).filter(networkFilter(s, parseFilterArgs(f))).map((x) => x.name);
   assert.deepEqual(pick(['name=web']), ['web', 'web2']);
   assert.deepEqual(pick(['name=web', 'name=db']), ['web', 'web2', 'db']);
   assert.deepEqual(pick(['name=web', 'label=env']), ['web']);
   assert.deepEqual(pick(['label=env=dev']), ['db']);
+  assert.deepEqual(pick(['dangling=true']), ['web2', 'db'], 'unused, not predefined');
+  assert.deepEqual(pick(['type=builtin']), ['bridge']);
+  assert.deepEqual(pick(['id=c']), ['db']);
+  assert.deepEqual(Object.values(s.sandboxes).filter(sandboxFilter(s, parseFilterArgs(['network=web']))).map((x) => x.name), ['x']);
   assert.throws(() => pick(['colour=red']), /invalid filter 'colour'/);
   assert.throws(() => pick(['name']), /KEY=VALUE/);
+  assert.throws(() => pick(['type=odd']), /custom or builtin/);
 });

@@ -1,15 +1,9 @@
-// Output shapes: Docker's `network inspect` keys, sandbox inspect, aligned tables.
+// The views an Api returns, made from the recorded state (pure): Docker's
+// `network inspect` keys, sandbox inspect (like .NetworkSettings of `docker
+// inspect`), list summaries and published ports. Front ends present them; none of
+// them reads the state itself.
 import type { EndpointRecord, NetworkRecord, SandboxRecord, State } from '../controller/model.js';
-
-export function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]! + 3)))
-      .join('')
-      .trimEnd();
-  return [line(headers), ...rows.map(line)].join('\n');
-}
+import type { Proto } from '../portmapper/spec.js';
 
 /** How published ports are served: with the userland proxy, every-address ports also answer on [::]. */
 export interface PortView {
@@ -32,19 +26,20 @@ export function portMap(e: EndpointRecord, view: PortView): Record<string, Array
   return out;
 }
 
-const hostPortText = (b: { HostIp: string; HostPort: string }) => `${b.HostIp.includes(':') ? `[${b.HostIp}]` : b.HostIp}:${b.HostPort}`;
+/** One published port on one host address (ranges expanded), as `docker port` lists them. */
+export interface PublishedPort {
+  containerPort: number;
+  proto: Proto;
+  /** 0.0.0.0, ::, or one address. */
+  hostIP: string;
+  hostPort: number;
+}
 
-/**
- * `docker port` lines: "80/tcp -> 0.0.0.0:8080" for all ports, or just
- * "0.0.0.0:8080" when asked for one port (PORT or PORT/PROTO).
- */
-export function portLines(e: EndpointRecord, view: PortView, filter?: string): string[] {
-  const lines: string[] = [];
-  for (const [key, binds] of Object.entries(portMap(e, view))) {
-    if (filter && key !== filter && key !== `${filter}/tcp`) continue;
-    for (const b of binds) lines.push(filter ? hostPortText(b) : `${key} -> ${hostPortText(b)}`);
-  }
-  return lines;
+export function publishedPorts(e: EndpointRecord, view: PortView): PublishedPort[] {
+  return Object.entries(portMap(e, view)).flatMap(([key, binds]) => {
+    const [port, proto] = key.split('/') as [string, Proto];
+    return binds.map((b) => ({ containerPort: Number(port), proto, hostIP: b.HostIp, hostPort: Number(b.HostPort) }));
+  });
 }
 
 export function inspectNetwork(n: NetworkRecord, s: State, view: PortView): Record<string, unknown> {
@@ -127,4 +122,3 @@ export function inspectSandbox(x: SandboxRecord, s: State, view: PortView): Reco
   };
 }
 
-export const shortId = (id: string) => id.slice(0, 12);

@@ -3,14 +3,18 @@
 // sandbox under its final name, forwarding, masquerade and isolation through the
 // firewall backend.
 import { randomBytes } from 'node:crypto';
-import type { DriverContext, DriverNetworkPlan, NetworkDriver, NetworkSpec, OpenSandbox, PlanContext } from '../../src/driverapi/driver.js';
+import type { DriverContext, DriverNetworkPlan, EndpointPlan, EndpointRequest, JoinContext, NetworkDriver, NetworkSpec, OpenSandbox, PlanContext } from '../../src/driverapi/driver.js';
+import { refuseHostSandbox } from '../../src/driverapi/checks.js';
+import { allocateAddress, prefixLenOf } from '../../src/ipam/allocator.js';
+import { macFromIpv4, parseIp } from '../../src/ipam/addr.js';
+import { validateIfname } from '../../src/plumbing/names.js';
 import type { EndpointRecord, NetworkRecord } from '../../src/controller/model.js';
 import type { LinkInfo, NetlinkHandle } from '../../src/system/ports.js';
 import type { FwNetwork } from '../../src/firewall/backend.js';
 import { ConflictError, InvalidConfigError, SyscallError } from '../../src/errors.js';
 import { macFromBytes, parseCidr } from '../../src/ipam/addr.js';
-import { OPT, parseBridgeOptions } from './options.js';
-import { ensureSysctl } from '../common.js';
+import { OPT, defaultHostIP, parseBridgeOptions } from './options.js';
+import { ensureSysctl } from '../../src/plumbing/sysctl.js';
 
 export const DEFAULT_BRIDGE = 'tsnet0';
 export const DEFAULT_MTU = 1500;
@@ -21,6 +25,11 @@ export const linkTag = (instance: string, ...parts: string[]) => ['tsnet', insta
 export class BridgeDriver implements NetworkDriver {
   readonly type = 'bridge';
   readonly userCreatable = true;
+  readonly ipam = true;
+  readonly predefined = {
+    name: 'bridge',
+    options: { [OPT.NAME]: DEFAULT_BRIDGE, [OPT.ICC]: 'true', [OPT.MASQ]: 'true', [OPT.MTU]: String(DEFAULT_MTU), [OPT.DEFAULT_BRIDGE]: 'true' },
+  };
   constructor(private readonly instance: string) {}
 
   plan(spec: NetworkSpec, ctx: PlanContext): DriverNetworkPlan {
@@ -38,6 +47,49 @@ export class BridgeDriver implements NetworkDriver {
       options,
       bridge: { name, owned: !existing, mtu: o.mtu ?? DEFAULT_MTU, icc: o.icc, masquerade: o.masquerade },
     };
+  }
+
+  checkJoin(net: NetworkRecord, join: JoinContext, req: EndpointRequest): void {
+    refuseHostSandbox(net, join);
+    if (req.ifname !== undefined) {
+      validateIfname(req.ifname, 'interface name');
+      if (join.siblings.some((x) => x.endpoint.ifname === req.ifname)) throw new ConflictError(`sandbox ${join.sandbox.name} already has an interface named ${req.ifname}`);
+    }
+    if (req.ip6 && !net.enableIPv6) throw new InvalidConfigError(`network ${net.name} does not have IPv6 enabled: --ip6 ${req.ip6} cannot be used`);
+    if (req.publishing && net.internal) throw new InvalidConfigError(`network ${net.name} is internal: ports cannot be published from it`);
+  }
+
+  /**
+   * The interface in the sandbox (--ifname, or the prefix and the first free
+   * number: eth0, eth1 ...), the host end (tsv + 12 hex of the endpoint id),
+   * addresses from the network's subnets (Docker's serial order), the gateway
+   * unless internal, and Docker's MAC (02:42 + the IPv4 address).
+   */
+  planEndpoint(net: NetworkRecord, id: string, join: JoinContext, req: EndpointRequest, random: (n: number) => Buffer): EndpointPlan {
+    let ifname = req.ifname;
+    if (ifname === undefined) {
+      const prefix = net.options[OPT.IFACE_PREFIX] ?? 'eth';
+      let i = 0;
+      while (join.siblings.some((x) => x.endpoint.ifname === `${prefix}${i}`)) i++;
+      ifname = `${prefix}${i}`;
+    }
+    const plan: EndpointPlan = { ifname, hostIfname: `tsv${id.slice(0, 12)}`, defaultHostIP: defaultHostIP(net.options) };
+    const hasFamily = (f: 4 | 6) => net.subnets.some((x) => parseCidr(x.subnet).family === f);
+    if (hasFamily(4)) {
+      const a = allocateAddress(net.subnets, 4, id, net.name, req.ip);
+      plan.ipv4 = `${a.address}/${prefixLenOf(a.subnet.subnet)}`;
+      plan.gateway4 = net.internal ? undefined : a.subnet.gateway;
+      plan.mac = macFromIpv4(parseIp(a.address).value);
+    } else if (req.ip) {
+      throw new InvalidConfigError(`network ${net.name} has no IPv4 subnet for --ip ${req.ip}`);
+    }
+    if (net.enableIPv6 && hasFamily(6)) {
+      const a = allocateAddress(net.subnets, 6, id, net.name, req.ip6);
+      plan.ipv6 = `${a.address}/${prefixLenOf(a.subnet.subnet)}`;
+      plan.gateway6 = net.internal ? undefined : a.subnet.gateway;
+    }
+    plan.mac ??= macFromBytes(random(4));
+    return plan;
   }
 
   private bridgeOf(net: NetworkRecord) {

@@ -1,6 +1,7 @@
 // Docker-compatible options of the bridge driver (pure parsing and validation).
 import { InvalidConfigError } from '../../src/errors.js';
 import { formatIp, parseIp } from '../../src/ipam/addr.js';
+import { parseMtu, validateIfname } from '../../src/plumbing/names.js';
 
 export const OPT = {
   NAME: 'com.docker.network.bridge.name',
@@ -14,27 +15,11 @@ export const OPT = {
 
 const KNOWN = new Set<string>(Object.values(OPT));
 
-export const IFNAMSIZ = 15;
-const IFNAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
-
-/** Linux interface names: 1-15 bytes, no '/', whitespace or ':' (we also refuse shell/iptables metacharacters). */
-export function validateIfname(name: string, what: string): void {
-  if (!name) throw new InvalidConfigError(`${what} must not be empty`);
-  if (Buffer.byteLength(name) > IFNAMSIZ) throw new InvalidConfigError(`${what} "${name}" is ${Buffer.byteLength(name)} bytes long: Linux allows at most ${IFNAMSIZ}`);
-  if (!IFNAME_RE.test(name)) throw new InvalidConfigError(`${what} "${name}" may only contain letters, digits, '_', '.' and '-', and must start with a letter or digit`);
-}
-
 export function parseBool(key: string, value: string): boolean {
   const v = value.trim().toLowerCase();
   if (v === 'true' || v === '1' || v === 'yes') return true;
   if (v === 'false' || v === '0' || v === 'no') return false;
   throw new InvalidConfigError(`option ${key}=${value}: expected true or false`);
-}
-
-export function parseMtu(value: string | number, what = 'MTU'): number {
-  const n = typeof value === 'number' ? value : /^\d+$/.test(value.trim()) ? Number(value) : NaN;
-  if (!Number.isInteger(n) || n < 68 || n > 65535) throw new InvalidConfigError(`${what} "${value}" must be a whole number from 68 to 65535`);
-  return n;
 }
 
 export interface BridgeOptions {

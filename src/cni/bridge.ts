@@ -8,13 +8,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SystemPorts, LinkInfo } from '../system/ports.js';
 import { formatCidr, formatIp, macFromBytes, parseCidr } from '../ipam/addr.js';
-import { validateIfname, parseMtu } from '../../drivers/bridge/options.js';
+import { validateIfname, parseMtu } from '../plumbing/names.js';
 import { CniError, type CniArgs, type CniPlugin } from './skel.js';
 import { CNI_ERR, parsePrevResult, validAttachments, type CniResult } from './spec.js';
 import { ipamPlugin } from './ipam.js';
 import { applyTagged, attachmentHash, networkTagPrefix, ruleTag, tagged, withFirewallLock, type CniHost } from './rules.js';
 import { CNI_BRIDGE } from '../firewall/ownership.js';
-import { ensureSysctl } from '../../drivers/common.js';
+import { ensureSysctl } from '../plumbing/sysctl.js';
 import { onPath } from '../system/real/exec.js';
 import { SyscallError } from '../errors.js';
 

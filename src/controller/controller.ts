@@ -10,16 +10,15 @@ import type { FirewallBackend, FwState } from '../firewall/backend.js';
 import { parseExpose, parsePortSpec, type PortRequest } from '../portmapper/spec.js';
 import { allocatePorts, describe, ephemeralRange, type PortBinding, type Published } from '../portmapper/allocator.js';
 import type { ProxyPort } from '../portmapper/proxy/client.js';
-import type { DriverContext, DriverRegistry, OpenSandbox } from '../driverapi/driver.js';
+import type { DriverContext, DriverRegistry, EndpointRequest, JoinContext, OpenSandbox } from '../driverapi/driver.js';
 import type { EndpointRecord, NetworkRecord, SandboxRecord, State } from './model.js';
 import { AlreadyExistsError, ConflictError, InvalidConfigError, NotFoundError, PortInUseError, SyscallError, runAll } from '../errors.js';
-import { allocateAddress, planIpam, prefixLenOf, releaseAddresses } from '../ipam/allocator.js';
-import { macFromBytes, macFromIpv4, parseCidr, parseIp, type Cidr } from '../ipam/addr.js';
+import { planIpam, releaseAddresses } from '../ipam/allocator.js';
+import { parseCidr, type Cidr } from '../ipam/addr.js';
 import { findByRef, validateName } from './lookup.js';
 import { desiredFirewall, lostMessage, ownerOf, proxyBindings } from './desired.js';
 import { faultPoint } from '../fault.js';
-import { OPT, defaultHostIP, validateIfname } from '../../drivers/bridge/options.js';
-import { CONTAINER_PREFIX, checkRemovable, isContainerMode, planShare } from '../../drivers/container/index.js';
+import { CONTAINER_PREFIX, checkRemovable, isContainerMode, planShare } from './sharing.js';
 
 export interface ControllerDeps {
   store: Store<State>;
@@ -185,7 +184,7 @@ export class Controller {
     const subnetsReq = req.subnets ?? [];
     const ipv6 = Boolean(req.ipv6) || subnetsReq.some((x) => x.includes(':'));
     let subnets: NetworkRecord['subnets'] = [];
-    if (driver.type === 'bridge') {
+    if (driver.ipam) {
       subnets = planIpam(
         { subnets: subnetsReq, gateways: req.gateways ?? [], ipRanges: req.ipRanges ?? [], auxAddresses: req.auxAddresses ?? {}, ipv6 },
         { taken: this.takenSubnets(s), hostRoutes: await this.hostRoutes(hostLinks, s), ulaSeed: this.d.random(5) },
@@ -278,56 +277,23 @@ export class Controller {
     const mine = this.endpointsOf(s, (e) => e.sandboxId === sbx.id);
     if (mine.some((e) => e.networkId === net.id)) throw new AlreadyExistsError(`sandbox ${sbx.name} is already connected to network ${net.name}`);
     if (sbx.kind === 'container') throw new ConflictError(`sandbox ${sbx.name} shares the network namespace of another sandbox (container mode): it cannot be connected to networks`);
-    if ((net.driver === 'host') !== (sbx.kind === 'host')) {
-      throw new ConflictError(net.driver === 'host' ? `only sandboxes created with --network host can use the host network` : `sandbox ${sbx.name} uses the host's network namespace: it cannot be connected to other networks`);
-    }
-    const netOf = (e: EndpointRecord) => s.networks[e.networkId];
-    if (net.driver === 'null' && mine.length) throw new ConflictError(`sandbox ${sbx.name} is connected to other networks: it cannot also join ${net.name} (driver null)`);
-    if (mine.some((e) => netOf(e)?.driver === 'null')) throw new ConflictError(`sandbox ${sbx.name} is on the none network: it cannot be connected to other networks`);
-    if (net.driver !== 'bridge' && (opts.ip || opts.ip6 || opts.ifname || opts.publish?.length || opts.publishAll)) {
-      throw new InvalidConfigError(`--ip, --ip6, --ifname and -p/-P apply to bridge networks only (network ${net.name} uses driver ${net.driver})`);
-    }
+    const join: JoinContext = { sandbox: sbx, siblings: mine.map((e) => ({ endpoint: e, network: s.networks[e.networkId]! })).filter((x) => x.network) };
+    const exclusive = join.siblings.find((x) => this.d.drivers.get(x.network.driver).exclusive);
+    if (exclusive) throw new ConflictError(`sandbox ${sbx.name} is on the ${exclusive.network.name} network (driver ${exclusive.network.driver}): it cannot be connected to other networks`);
+    const driver = this.d.drivers.get(net.driver);
     // Parse every port spec before anything is allocated or touched.
-    // A port without a host address takes the network's default (host_binding_ipv4), as in Docker.
-    const hostDefault = net.driver === 'bridge' ? defaultHostIP(net.options) : '';
-    const portRequests = [...(opts.publish ?? []).map(parsePortSpec), ...(opts.publishAll ? (opts.expose ?? []).map(parseExpose) : [])].map((r) =>
-      r.hostIP === '' && hostDefault ? { ...r, hostIP: hostDefault } : r,
-    );
-    if (portRequests.length && net.internal) throw new InvalidConfigError(`network ${net.name} is internal: ports cannot be published from it`);
+    const requests = [...(opts.publish ?? []).map(parsePortSpec), ...(opts.publishAll ? (opts.expose ?? []).map(parseExpose) : [])];
+    const req: EndpointRequest = { ip: opts.ip, ip6: opts.ip6, ifname: opts.ifname, publishing: requests.length > 0 };
+    driver.checkJoin(net, join, req);
 
     const id = this.hex();
-    const ep: EndpointRecord = { id, networkId: net.id, sandboxId: sbx.id, phase: 'creating', ifname: '' };
-    if (net.driver === 'bridge') {
-      const prefix = net.options[OPT.IFACE_PREFIX] ?? 'eth';
-      if (opts.ifname !== undefined) {
-        validateIfname(opts.ifname, 'interface name');
-        if (mine.some((e) => e.ifname === opts.ifname)) throw new ConflictError(`sandbox ${sbx.name} already has an interface named ${opts.ifname}`);
-        ep.ifname = opts.ifname;
-      } else {
-        let i = 0;
-        while (mine.some((e) => e.ifname === `${prefix}${i}`)) i++;
-        ep.ifname = `${prefix}${i}`;
-      }
-      ep.hostIfname = `tsv${id.slice(0, 12)}`;
-      const hasFamily = (f: 4 | 6) => net.subnets.some((x) => parseCidr(x.subnet).family === f);
-      if (opts.ip6 && !net.enableIPv6) throw new InvalidConfigError(`network ${net.name} does not have IPv6 enabled: --ip6 ${opts.ip6} cannot be used`);
-      // Allocation mutates the subnets' usage maps; it all lands in one write below.
-      if (hasFamily(4)) {
-        const a = allocateAddress(net.subnets, 4, id, net.name, opts.ip);
-        ep.ipv4 = `${a.address}/${prefixLenOf(a.subnet.subnet)}`;
-        ep.gateway4 = net.internal ? undefined : a.subnet.gateway;
-        ep.mac = macFromIpv4(parseIp(a.address).value);
-      } else if (opts.ip) {
-        throw new InvalidConfigError(`network ${net.name} has no IPv4 subnet for --ip ${opts.ip}`);
-      }
-      if (net.enableIPv6 && hasFamily(6)) {
-        const a = allocateAddress(net.subnets, 6, id, net.name, opts.ip6);
-        ep.ipv6 = `${a.address}/${prefixLenOf(a.subnet.subnet)}`;
-        ep.gateway6 = net.internal ? undefined : a.subnet.gateway;
-      }
-      ep.mac ??= macFromBytes(this.d.random(4));
-      if (portRequests.length) ep.ports = await this.allocatePorts(s, sbx, ep, portRequests);
-    }
+    // Allocation mutates the subnets' usage maps; it all lands in one write below.
+    const plan = driver.planEndpoint(net, id, join, req, this.d.random);
+    const { defaultHostIP, ...fields } = plan;
+    const ep: EndpointRecord = { id, networkId: net.id, sandboxId: sbx.id, phase: 'creating', ...fields };
+    // A port without a host address takes the network's default (host_binding_ipv4), as in Docker.
+    const portRequests = requests.map((r) => (r.hostIP === '' && defaultHostIP ? { ...r, hostIP: defaultHostIP } : r));
+    if (portRequests.length) ep.ports = await this.allocatePorts(s, sbx, ep, portRequests);
     s.endpoints[id] = ep;
     tx.write(s);
     try {
@@ -742,23 +708,16 @@ export class Controller {
     return out;
   }
 
+  /** Every driver's predefined network (Docker's bridge, host and none), in registration order. */
   private async predefinedNetworks(s: State): Promise<NetworkRecord[]> {
-    const bridge = await this.planNetwork(s, {
-      name: 'bridge',
-      driver: 'bridge',
-      options: {
-        [OPT.NAME]: 'tsnet0',
-        [OPT.ICC]: 'true',
-        [OPT.MASQ]: 'true',
-        [OPT.MTU]: '1500',
-      },
-    });
-    const base = { created: now(), phase: 'ready' as const, predefined: true, internal: false, enableIPv6: false, options: {}, labels: {}, subnets: [] };
-    return [
-      { ...bridge, phase: 'ready', predefined: true, options: { ...bridge.options, [OPT.DEFAULT_BRIDGE]: 'true' } },
-      { ...base, id: this.hex(), name: 'host', driver: 'host' },
-      { ...base, id: this.hex(), name: 'none', driver: 'null' },
-    ];
+    const out: NetworkRecord[] = [];
+    for (const type of this.d.drivers.types()) {
+      const p = this.d.drivers.get(type).predefined;
+      if (!p) continue;
+      const n = await this.planNetwork(s, { name: p.name, driver: type, options: { ...p.options } });
+      out.push({ ...n, phase: 'ready', predefined: true });
+    }
+    return out;
   }
 
   /**

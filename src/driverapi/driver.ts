@@ -36,6 +36,34 @@ export interface DriverNetworkPlan {
   options: Record<string, string>;
 }
 
+/** What a connect asks of the driver (flags of `network connect` / `sandbox create`). */
+export interface EndpointRequest {
+  ip?: string;
+  ip6?: string;
+  ifname?: string;
+  /** Whether the endpoint publishes ports (-p/-P). */
+  publishing: boolean;
+}
+
+/** The driver's part of a new endpoint (merged into the EndpointRecord). */
+export interface EndpointPlan {
+  ifname: string;
+  hostIfname?: string;
+  mac?: string;
+  ipv4?: string;
+  gateway4?: string;
+  ipv6?: string;
+  gateway6?: string;
+  /** The host address of its published ports when -p names none ('' = every address). */
+  defaultHostIP: string;
+}
+
+/** The sandbox a connect joins, with the endpoints it has already. */
+export interface JoinContext {
+  sandbox: SandboxRecord;
+  siblings: Array<{ endpoint: EndpointRecord; network: NetworkRecord }>;
+}
+
 /** A sandbox opened for the duration of one operation. */
 export interface OpenSandbox {
   record: SandboxRecord;
@@ -47,8 +75,22 @@ export interface NetworkDriver {
   readonly type: string;
   /** Whether users may create networks of this driver (host and null are singletons). */
   readonly userCreatable: boolean;
+  /** A sandbox on a network of this driver may be on no other (the null driver). */
+  readonly exclusive?: boolean;
+  /** Its networks take subnets and addresses from IPAM. */
+  readonly ipam?: boolean;
+  /** The network of this driver every host has (Docker's bridge, host, none), made at first use. */
+  readonly predefined?: { name: string; options: Record<string, string> };
   /** Pure: validates driver options and decides the driver's part of the network. */
   plan(spec: NetworkSpec, ctx: PlanContext): DriverNetworkPlan;
+  /** Pure: refuses a join this driver cannot make (ConflictError, InvalidConfigError) before anything is allocated. */
+  checkJoin(net: NetworkRecord, join: JoinContext, req: EndpointRequest): void;
+  /**
+   * Decides the endpoint's interface names, addresses and MAC. Addresses are
+   * allocated in net.subnets (the caller persists them with the endpoint); id is
+   * the endpoint's, random gives fresh bytes.
+   */
+  planEndpoint(net: NetworkRecord, id: string, join: JoinContext, req: EndpointRequest, random: (n: number) => Buffer): EndpointPlan;
   /** Idempotent: makes the network's kernel objects exist as recorded. */
   ensureNetwork(net: NetworkRecord, ctx: DriverContext): Promise<void>;
   /** Idempotent and cheap (a sysctl read or two): settings that depend on how tsnet runs; reconcile calls it every command. */

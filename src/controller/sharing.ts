@@ -1,8 +1,8 @@
 // Container mode: a sandbox that shares another sandbox's network namespace
 // (`--network container:NAME`). It owns no network objects; what it must enforce
 // is that the namespace outlives its users.
-import type { SandboxRecord, State } from '../../src/controller/model.js';
-import { ConflictError, InvalidConfigError } from '../../src/errors.js';
+import type { SandboxRecord, State } from './model.js';
+import { ConflictError, InvalidConfigError } from '../errors.js';
 
 export const CONTAINER_PREFIX = 'container:';
 

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const groups = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'golden', 'integration', 'cni'];
+const groups = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'golden', 'contract', 'integration', 'cni'];
 
 function walk(dir) {
   if (!existsSync(dir)) return [];

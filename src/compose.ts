@@ -3,7 +3,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import type { Logger } from './log.js';
-import type { SystemPorts } from './system/ports.js';
+import type { Kernel } from './system/kernel.js';
 import { createRealSystem } from './system/real/index.js';
 import { onPath } from './system/real/exec.js';
 import { Store } from './store/store.js';
@@ -60,7 +60,7 @@ function parseSweep(v: string | undefined): number | undefined {
 
 export { onPath };
 
-export function chooseFirewall(choice: FirewallChoice, sys: SystemPorts, log: Logger, runDir: string): FirewallBackend {
+export function chooseFirewall(choice: FirewallChoice, sys: Kernel, log: Logger, runDir: string): FirewallBackend {
   const fwLog = log.child({ component: 'firewall' });
   const mark = (name: string) => new GenerationMark(name, () => sys.firewallGeneration(), join(runDir, 'firewall.mark'));
   const iptables = () => new IptablesBackend(sys.exec, fwLog, mark('iptables'));
@@ -90,12 +90,12 @@ export interface Composed {
   /** What front ends use. */
   api: Api;
   controller: Controller;
-  sys: SystemPorts;
+  sys: Kernel;
   store: Store<State>;
   settings: Settings;
 }
 
-export function compose(settings: Settings, log: Logger, sys: SystemPorts = createRealSystem(log)): Composed {
+export function compose(settings: Settings, log: Logger, sys: Kernel = createRealSystem(log)): Composed {
   const root = resolve(settings.root);
   const runDir = resolve(settings.runDir);
   const instance = instanceTag(root);
@@ -115,7 +115,7 @@ export function compose(settings: Settings, log: Logger, sys: SystemPorts = crea
 }
 
 /** The CNI plugins, by executable name, over one kernel and the run directory (TSNET_RUN). */
-export function composeCni(log: Logger, env: NodeJS.ProcessEnv = process.env, sys?: SystemPorts): Record<string, () => CniPlugin> {
+export function composeCni(log: Logger, env: NodeJS.ProcessEnv = process.env, sys?: Kernel): Record<string, () => CniPlugin> {
   let kernel = sys;
   const host = (): CniHost => ({ sys: (kernel ??= createRealSystem(log)), runDir: resolve(env.TSNET_RUN || DEFAULT_RUN_DIR), log });
   return {

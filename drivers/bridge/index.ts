@@ -9,7 +9,7 @@ import { allocateAddress, prefixLenOf } from '../../src/ipam/allocator.js';
 import { macFromIpv4, parseIp } from '../../src/ipam/addr.js';
 import { validateIfname } from '../../src/plumbing/names.js';
 import type { EndpointRecord, NetworkRecord } from '../../src/controller/model.js';
-import type { LinkInfo, NetlinkHandle } from '../../src/system/ports.js';
+import type { LinkInfo, NetlinkHandle } from '../../src/system/kernel.js';
 import type { FwNetwork } from '../../src/firewall/backend.js';
 import { ConflictError, InvalidConfigError, SyscallError } from '../../src/errors.js';
 import { macFromBytes, parseCidr } from '../../src/ipam/addr.js';

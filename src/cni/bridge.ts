@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SystemPorts, LinkInfo } from '../system/ports.js';
+import type { Kernel, LinkInfo } from '../system/kernel.js';
 import { formatCidr, formatIp, macFromBytes, parseCidr } from '../ipam/addr.js';
 import { validateIfname, parseMtu } from '../plumbing/names.js';
 import { CniError, type CniArgs, type CniPlugin } from './skel.js';
@@ -205,7 +205,7 @@ function vlanUnsupported(err: unknown, c: BridgeConf): unknown {
 }
 
 /** Makes a bridge port carry one VLAN: untagged access (PVID) or tagged trunk VLANs. */
-async function setPortVlans(nl: ReturnType<SystemPorts['netlink']>, port: number, c: BridgeConf): Promise<void> {
+async function setPortVlans(nl: ReturnType<Kernel['netlink']>, port: number, c: BridgeConf): Promise<void> {
   if (!c.vlan && !c.trunk.length) return;
   try {
     if (!c.preserveDefaultVlan) {
@@ -222,7 +222,7 @@ async function setPortVlans(nl: ReturnType<SystemPorts['netlink']>, port: number
 }
 
 /** The gateway interface of a VLAN: a veth whose one end is an access port of the VLAN on the bridge. */
-async function ensureVlanGateway(h: CniHost, nl: ReturnType<SystemPorts['netlink']>, br: LinkInfo, c: BridgeConf): Promise<LinkInfo> {
+async function ensureVlanGateway(h: CniHost, nl: ReturnType<Kernel['netlink']>, br: LinkInfo, c: BridgeConf): Promise<LinkInfo> {
   const { sys } = h;
   const name = `${c.bridge}.${c.vlan}`;
   if (name.length > 15) throw new CniError(CNI_ERR.INVALID_CONFIG, `the VLAN gateway interface name ${name} is longer than 15 bytes: use a shorter bridge name`);
@@ -254,7 +254,7 @@ async function ensureVlanGateway(h: CniHost, nl: ReturnType<SystemPorts['netlink
   }
 }
 
-async function removeVeth(sys: SystemPorts, a: CniArgs): Promise<void> {
+async function removeVeth(sys: Kernel, a: CniArgs): Promise<void> {
   const nl = sys.netlink();
   try {
     const l = await nl.getLinkByName(hostVethName(a));

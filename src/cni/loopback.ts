@@ -1,10 +1,10 @@
 // tsnet-loopback: brings `lo` up in the container's namespace (the reference
 // loopback plugin's job), as a thin layer over the system ports.
-import type { SystemPorts } from '../system/ports.js';
+import type { Kernel } from '../system/kernel.js';
 import { CniError, type CniArgs, type CniPlugin } from './skel.js';
 import { CNI_ERR, type CniResult } from './spec.js';
 
-async function withNs<T>(sys: SystemPorts, path: string, fn: (fd: number) => Promise<T>): Promise<T | undefined> {
+async function withNs<T>(sys: Kernel, path: string, fn: (fd: number) => Promise<T>): Promise<T | undefined> {
   if (sys.netns.inode(path) === undefined) return undefined;
   const fd = sys.netns.open(path);
   try {
@@ -14,7 +14,7 @@ async function withNs<T>(sys: SystemPorts, path: string, fn: (fd: number) => Pro
   }
 }
 
-async function setLo(sys: SystemPorts, fd: number, up: boolean): Promise<boolean> {
+async function setLo(sys: Kernel, fd: number, up: boolean): Promise<boolean> {
   const nl = sys.netlink(fd);
   try {
     const lo = await nl.getLinkByName('lo');
@@ -26,7 +26,7 @@ async function setLo(sys: SystemPorts, fd: number, up: boolean): Promise<boolean
   }
 }
 
-export function loopbackPlugin(sys: SystemPorts): CniPlugin {
+export function loopbackPlugin(sys: Kernel): CniPlugin {
   return {
     keys: [],
     async add(a: CniArgs): Promise<CniResult> {

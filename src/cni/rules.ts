@@ -11,7 +11,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseIptablesSave } from '../firewall/iptables/parse.js';
 import { commentText } from '../firewall/text.js';
-import type { ExecRunner, SystemPorts } from '../system/ports.js';
+import type { ExecRunner, Kernel } from '../system/kernel.js';
 import type { Logger } from '../log.js';
 import { CommandError } from '../errors.js';
 
@@ -19,7 +19,7 @@ export const TOOLS = { 4: ['iptables-save', 'iptables-restore'], 6: ['ip6tables-
 
 /** What a CNI plugin works with: the kernel, its run directory (locks, sockets, marks) and a logger. */
 export interface CniHost {
-  sys: SystemPorts;
+  sys: Kernel;
   /** tsnet's run directory (TSNET_RUN, default /run/tsnet); the plugins use its cni/ subdirectory. */
   runDir: string;
   log: Logger;

@@ -5,7 +5,7 @@ import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import type { Store, StoreTx } from '../store/store.js';
-import type { LinkInfo, SystemPorts } from '../system/ports.js';
+import type { LinkInfo, Kernel } from '../system/kernel.js';
 import type { FirewallBackend, FwState } from '../firewall/backend.js';
 import { parseExpose, parsePortSpec, type PortRequest } from '../portmapper/spec.js';
 import { allocatePorts, describe, ephemeralRange, type PortBinding, type Published } from '../portmapper/allocator.js';
@@ -22,7 +22,7 @@ import { CONTAINER_PREFIX, checkRemovable, isContainerMode, planShare } from './
 
 export interface ControllerDeps {
   store: Store<State>;
-  sys: SystemPorts;
+  sys: Kernel;
   firewall: FirewallBackend;
   drivers: DriverRegistry;
   log: Logger;

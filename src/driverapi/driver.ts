@@ -1,12 +1,12 @@
 // The NetworkDriver interface and the driver registry.
-import type { SystemPorts, LinkInfo } from '../system/ports.js';
+import type { Kernel, LinkInfo } from '../system/kernel.js';
 import type { Logger } from '../log.js';
 import type { FwNetwork } from '../firewall/backend.js';
 import type { EndpointRecord, NetworkRecord, SandboxRecord } from '../controller/model.js';
 import { InvalidConfigError } from '../errors.js';
 
 export interface DriverContext {
-  sys: SystemPorts;
+  sys: Kernel;
   log: Logger;
   /** Published ports answer on 127.0.0.1 through NAT (no userland proxy): bridges need route_localnet. */
   localhostNat?: boolean;

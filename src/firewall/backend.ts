@@ -2,7 +2,7 @@
 // (bridge, subnets, policy flags); backends decide the rules. Every change is
 // applied as one transaction, and reconcile() is the only entry point: given the
 // complete desired set it brings the kernel to it, touching only tsnet's objects.
-import type { Family } from '../system/ports.js';
+import type { Family } from '../system/kernel.js';
 
 export interface FwNetwork {
   /** Network id (hex); short forms name per-network chains. */

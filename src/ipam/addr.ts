@@ -2,7 +2,7 @@
 // through ip-num; arithmetic is on BigInt values so that IPv4 and IPv6 share code.
 import { IPv4, IPv6, Validator } from 'ip-num';
 import { InvalidConfigError } from '../errors.js';
-import type { Family } from '../system/ports.js';
+import type { Family } from '../system/kernel.js';
 
 export interface IpAddr {
   family: Family;

@@ -5,7 +5,7 @@ import {
   cidrContains, cidrLast, cidrOverlaps, cidrWithin, formatCidr, formatIp, parseCidr, parseIp, type Cidr, type IpAddr,
 } from './addr.js';
 import { candidateSubnets, DEFAULT_POOLS, type PoolSpec } from './pools.js';
-import type { Family } from '../system/ports.js';
+import type { Family } from '../system/kernel.js';
 
 export interface SubnetState {
   subnet: string;

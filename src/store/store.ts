@@ -9,7 +9,7 @@ import { existsSync, linkSync, mkdirSync, readFileSync, readdirSync, renameSync,
 import { join } from 'node:path';
 import { SyscallError, TsnetError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { LockOps } from '../system/ports.js';
+import type { LockOps } from '../system/kernel.js';
 import { RealLocks } from '../system/real/lock.js';
 
 export interface StoreTx<S> {

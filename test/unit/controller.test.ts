@@ -33,7 +33,7 @@ test('first use creates the predefined networks and the tsnet0 bridge with its g
     assert.ok(br.up);
     assert.match(br.alias!, /^tsnet:[0-9a-f]{8}:bridge$/);
     assert.deepEqual(k.host.addrs.filter((a) => a.index === br.index).map((a) => `${a.address}/${a.prefixLen}`), ['172.17.0.1/16']);
-    assert.equal(k.host.sysctl.get('net.ipv4.ip_forward'), '1');
+    assert.equal(k.sysctl.get('net.ipv4.ip_forward'), '1');
     const restore = k.commands.find((x) => x.argv[0] === 'iptables-restore');
     assert.match(restore?.input ?? '', /-A TSNET-POSTROUTING -s 172\.17\.0\.0\/16 ! -o tsnet0 .* -j MASQUERADE/);
   }));

@@ -4,7 +4,7 @@
 // Checking costs two iptables-save runs, so the generation mark (../mark.ts) lets
 // an unchanged nftables generation skip it when iptables is the nf_tables flavour.
 import { GenerationMark } from '../mark.js';
-import type { ExecRunner } from '../../system/ports.js';
+import type { ExecRunner } from '../../system/kernel.js';
 import type { Logger } from '../../log.js';
 import type { FirewallBackend, FwState } from '../backend.js';
 import { parseIptablesSave } from './parse.js';

@@ -2,7 +2,7 @@
 // iptables-restore transaction that takes the kernel from what iptables-save
 // shows to what we want. Rule text is written in the canonical form iptables-save
 // prints, so that "what is there" and "what we want" compare as plain strings.
-import type { Family } from '../../system/ports.js';
+import type { Family } from '../../system/kernel.js';
 import type { FwBinding, FwNetwork, FwState } from '../backend.js';
 import type { SavedRuleset } from './parse.js';
 import { CONTROLLER, jumpsToOwned, ownsChain } from '../ownership.js';

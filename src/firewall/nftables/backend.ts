@@ -1,7 +1,7 @@
 // The nftables backend: `nft list table inet tsnet` shows what is there; the
 // difference is applied as one `nft -f -` transaction. As with iptables, the
 // nftables generation recorded after a check lets an unchanged ruleset skip it.
-import type { ExecRunner } from '../../system/ports.js';
+import type { ExecRunner } from '../../system/kernel.js';
 import type { Logger } from '../../log.js';
 import type { FirewallBackend, FwState } from '../backend.js';
 import { CommandError } from '../../errors.js';

@@ -1,36 +1,70 @@
-// An in-memory kernel implementing SystemPorts, for unit tests of the logic above
+// An in-memory kernel implementing Kernel, for unit tests of the logic above
 // the system layer (controller, drivers, reconcile) without root. It models what
 // tsnet relies on: namespaces (by pin path and fd), links with masters and
 // aliases, addresses, routes, sysctls, and veth peers that die together.
 import type {
-  AddrInfo, BridgeSpec, ExecResult, ExecRunner, Family, LinkInfo, LockOps, NetlinkHandle, NetnsOps, RouteInfo, SysctlOps, SystemPorts, VethSpec,
-} from '../ports.js';
+  AddrInfo, BridgeSpec, ExecResult, ExecRunner, Family, LinkInfo, LockOps, NetlinkHandle, NetnsOps, RouteInfo, SysctlOps, Kernel, VethSpec,
+} from '../kernel.js';
 import { AlreadyExistsError, SyscallError } from '../../errors.js';
 import { cidrContains, parseCidr, parseIp } from '../../ipam/addr.js';
 
 interface FakeLink extends LinkInfo {
   peer?: { ns: FakeNs; index: number };
+  /** Bridge port flags set on it (IFLA_PROTINFO). */
+  brport?: { isolated?: boolean; hairpin?: boolean };
+  promisc?: boolean;
+  /** A bridge's 802.1Q filtering; a port's VLANs. */
+  vlanFiltering?: boolean;
+  vlans?: Map<number, { pvid: boolean; untagged: boolean }>;
 }
+
+/** The canonical form of a sysctl key: slashes ('net/ipv4/ip_forward'), as its /proc/sys path. */
+export const sysctlPath = (key: string) => (key.includes('/') ? key : key.replace(/\./g, '/'));
+
+/** Per-interface sysctls a new link brings (and takes away when it goes), with the kernel's defaults. */
+const PER_LINK: Record<string, string> = { 'net/ipv4/conf/IF/route_localnet': '0', 'net/ipv6/conf/IF/accept_dad': '1', 'net/ipv4/conf/IF/forwarding': '0' };
 
 export class FakeNs {
   links = new Map<number, FakeLink>();
   addrs: AddrInfo[] = [];
   routes: RouteInfo[] = [];
-  sysctl = new Map<string, string>();
+  /** Like /proc/sys/net in a fresh namespace: only keys that exist, by canonical path. */
+  sysctl = new Map<string, string>([
+    ['net/ipv4/ip_forward', '0'],
+    ['net/ipv6/conf/all/forwarding', '0'],
+    ['net/ipv4/conf/all/route_localnet', '0'],
+    ['net/ipv4/ip_local_port_range', '32768\t60999'],
+    ['net/ipv4/ip_local_reserved_ports', ''],
+  ]);
   private nextIndex = 2;
   constructor(readonly id: number) {
     this.links.set(1, { index: 1, name: 'lo', mtu: 65536, up: false });
+    this.linkSysctls('lo', true);
+  }
+  private linkSysctls(name: string, present: boolean): void {
+    for (const [k, v] of Object.entries(PER_LINK)) {
+      const key = k.replace('IF', name);
+      if (present) this.sysctl.set(key, v);
+      else this.sysctl.delete(key);
+    }
   }
   add(l: Omit<FakeLink, 'index'>): FakeLink {
     if ([...this.links.values()].some((x) => x.name === l.name)) throw new SyscallError('netlink', 'EEXIST', `link ${l.name}: EEXIST`);
     const link = { ...l, index: this.nextIndex++ };
     this.links.set(link.index, link);
+    this.linkSysctls(link.name, true);
     return link;
+  }
+  renameSysctls(from: string, to: string): void {
+    const values = Object.keys(PER_LINK).map((k) => this.sysctl.get(k.replace('IF', from)));
+    this.linkSysctls(from, false);
+    Object.keys(PER_LINK).forEach((k, i) => this.sysctl.set(k.replace('IF', to), values[i] ?? PER_LINK[k]!));
   }
   remove(index: number): void {
     const l = this.links.get(index);
     if (!l) return;
     this.links.delete(index);
+    this.linkSysctls(l.name, false);
     this.addrs = this.addrs.filter((a) => a.index !== index);
     this.routes = this.routes.filter((r) => r.oif !== index);
     if (l.peer) {
@@ -43,7 +77,14 @@ export class FakeNs {
   }
 }
 
-export class FakeKernel implements SystemPorts {
+export interface FakeKernelOptions {
+  /** Whether bridges can filter VLANs (CONFIG_BRIDGE_VLAN_FILTERING); this project's VM cannot. */
+  bridgeVlanFiltering?: boolean;
+}
+
+export class FakeKernel implements Kernel {
+  constructor(private readonly opts: FakeKernelOptions = {}) {}
+
   readonly host = new FakeNs(1);
   private nextNs = 2;
   /** pin path -> namespace */
@@ -100,7 +141,8 @@ export class FakeKernel implements SystemPorts {
       },
       async createBridge(spec: BridgeSpec) {
         k.check(`create bridge ${spec.name}`);
-        return view(ns.add({ name: spec.name, kind: 'bridge', mtu: spec.mtu ?? 1500, alias: spec.alias, mac: spec.mac, up: false }));
+        if (spec.vlanFiltering && !k.opts.bridgeVlanFiltering) throw new SyscallError('netlink', 'EOPNOTSUPP', `create bridge ${spec.name}: EOPNOTSUPP`);
+        return view(ns.add({ name: spec.name, kind: 'bridge', mtu: spec.mtu ?? 1500, alias: spec.alias, mac: spec.mac, up: false, vlanFiltering: Boolean(spec.vlanFiltering) }));
       },
       async createVeth(spec: VethSpec) {
         k.check(`create veth ${spec.name}`);
@@ -116,19 +158,30 @@ export class FakeKernel implements SystemPorts {
         find(index).up = up;
       },
       async setLinkName(index: number, name: string) {
-        find(index).name = name;
+        const l = find(index);
+        if ([...ns.links.values()].some((x) => x.name === name && x !== l)) throw new SyscallError('netlink', 'EEXIST', `link ${name}: EEXIST`);
+        ns.renameSysctls(l.name, name);
+        l.name = name;
       },
       async setMtu(index: number, mtu: number) {
         find(index).mtu = mtu;
       },
-      async setBridgePort(index: number) {
-        find(index);
+      async setBridgePort(index: number, opts: { isolated?: boolean; hairpin?: boolean }) {
+        const l = find(index);
+        if (!l.master) throw new SyscallError('netlink', 'EOPNOTSUPP', `link ${l.name} is not a bridge port: EOPNOTSUPP`);
+        l.brport = { ...l.brport, ...opts };
       },
-      async setPromisc(index: number) {
-        find(index);
+      async setPromisc(index: number, on: boolean) {
+        find(index).promisc = on;
       },
-      async bridgeVlan(index: number) {
-        find(index);
+      async bridgeVlan(index: number, op: 'add' | 'del', vid: number, opts: { pvid?: boolean; untagged?: boolean } = {}) {
+        const l = find(index);
+        const master = l.master ? ns.links.get(l.master) : undefined;
+        // A port of a bridge that does not filter VLANs has none to change.
+        if (!master?.vlanFiltering) throw new SyscallError('netlink', 'EOPNOTSUPP', `vlan ${vid} on ${l.name}: EOPNOTSUPP`);
+        l.vlans ??= new Map([[1, { pvid: true, untagged: true }]]);
+        if (op === 'add') l.vlans.set(vid, { pvid: Boolean(opts.pvid), untagged: Boolean(opts.untagged) });
+        else if (!l.vlans.delete(vid)) throw new SyscallError('netlink', 'ENOENT', `vlan ${vid} on ${l.name}: ENOENT`);
       },
       async deleteLink(index: number) {
         if (!ns.links.has(index)) return false;
@@ -193,10 +246,13 @@ export class FakeKernel implements SystemPorts {
     },
   };
 
+  /** Missing keys are missing (undefined), and setting one fails, as with /proc/sys. */
   readonly sysctl: SysctlOps = {
-    get: (key: string, fd?: number) => this.nsOf(fd).sysctl.get(key) ?? '0',
+    get: (key: string, fd?: number) => this.nsOf(fd).sysctl.get(sysctlPath(key)),
     set: (key: string, value: string, fd?: number) => {
-      this.nsOf(fd).sysctl.set(key, value);
+      const ns = this.nsOf(fd);
+      if (!ns.sysctl.has(sysctlPath(key))) throw new SyscallError('open', 'ENOENT', `sysctl ${key} does not exist on this kernel`);
+      ns.sysctl.set(sysctlPath(key), value);
     },
   };
 

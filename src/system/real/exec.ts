@@ -2,7 +2,7 @@
 import { delimiter, join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import type { ExecResult, ExecRunner } from '../ports.js';
+import type { ExecResult, ExecRunner } from '../kernel.js';
 import { CommandError, SyscallError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 

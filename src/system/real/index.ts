@@ -1,4 +1,4 @@
-import type { SystemPorts } from '../ports.js';
+import type { Kernel } from '../kernel.js';
 import type { Logger } from '../../log.js';
 import { RealExec } from './exec.js';
 import { RealNetlink } from './netlink.js';
@@ -8,7 +8,7 @@ import { readNftGeneration } from './nfgen.js';
 import { portInUse } from '../../portmapper/probe.js';
 import { RealLocks } from './lock.js';
 
-export function createRealSystem(log: Logger): SystemPorts {
+export function createRealSystem(log: Logger): Kernel {
   const nlLog = log.child({ component: 'netlink' });
   return {
     netlink: (nsFd?: number) => new RealNetlink(nlLog, nsFd),

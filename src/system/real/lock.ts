@@ -7,7 +7,7 @@
 // the path must still name the locked inode; if not, it is taken again.
 import { closeSync, fstatSync, mkdirSync, openSync, statSync, constants as fsc } from 'node:fs';
 import { dirname } from 'node:path';
-import type { LockOps } from '../ports.js';
+import type { LockOps } from '../kernel.js';
 import { nativeAddon } from './addon.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -2,7 +2,7 @@
 // namespace: for a foreign namespace the socket is opened inside it in one
 // synchronous addon call (enter, open, leave), and stays bound to it.
 import { createNetlink, type NetlinkSocket } from 'netlink';
-import type { AddrInfo, BridgeSpec, Family, LinkInfo, NetlinkHandle, RouteInfo, VethSpec } from '../ports.js';
+import type { AddrInfo, BridgeSpec, Family, LinkInfo, NetlinkHandle, RouteInfo, VethSpec } from '../kernel.js';
 import { SyscallError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import {
@@ -26,7 +26,9 @@ const RT_TABLE_MAIN = 254;
 function wrap(op: string, err: unknown): SyscallError {
   const msg = err instanceof Error ? err.message : String(err);
   const m = /Request rejected: (E[A-Z0-9]+|-?\d+)/.exec(msg);
-  const errno = m ? m[1]! : ((err as { code?: string })?.code ?? 'EIO');
+  // ENOTSUP and EOPNOTSUPP are one number on Linux: callers (and the fake) see one name.
+  const raw = m ? m[1]! : ((err as { code?: string })?.code ?? 'EIO');
+  const errno = raw === 'ENOTSUP' ? 'EOPNOTSUPP' : raw;
   return new SyscallError('netlink', errno, `${op}: ${errno}${m ? '' : ` (${msg})`}`, { cause: err });
 }
 

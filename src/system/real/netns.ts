@@ -3,7 +3,7 @@
 // path or by pid.
 import { closeSync, mkdirSync, openSync, statSync, unlinkSync, constants as fsc } from 'node:fs';
 import { dirname } from 'node:path';
-import type { NetnsOps } from '../ports.js';
+import type { NetnsOps } from '../kernel.js';
 import { AlreadyExistsError, SyscallError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { nativeAddon } from './addon.js';

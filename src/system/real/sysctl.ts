@@ -2,7 +2,7 @@
 // whoever opens them, so for another namespace the file is opened inside it (one
 // synchronous addon call) and read or written through the fd afterwards.
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
-import type { SysctlOps } from '../ports.js';
+import type { SysctlOps } from '../kernel.js';
 import { SyscallError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { nativeAddon } from './addon.js';

@@ -121,7 +121,7 @@ export interface LockOps {
   withLock<T>(path: string, fn: () => Promise<T> | T): Promise<T>;
 }
 
-export interface SystemPorts {
+export interface Kernel {
   /** rtnetlink handle for our own namespace (nsFd undefined) or the one behind nsFd. */
   netlink(nsFd?: number): NetlinkHandle;
   netns: NetnsOps;

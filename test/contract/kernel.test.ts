@@ -1,0 +1,193 @@
+// The kernel seam's contract: the same cases run on the in-memory fake and on the
+// real kernel (in throwaway namespaces of the test's own, never the host's), so the
+// fake the unit tests rely on cannot drift from what the kernel does. A case
+// states what the kernel does; both implementations must do it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Kernel } from '../../src/system/kernel.js';
+import { FakeKernel } from '../../src/system/fake/index.js';
+import { createRealSystem } from '../../src/system/real/index.js';
+import { silentLogger } from '../../src/log.js';
+import { SyscallError } from '../../src/errors.js';
+import { isRoot } from '../integration/harness.js';
+
+interface Subject {
+  k: Kernel;
+  /** A fresh namespace: its pin path and an open fd. */
+  ns(): { path: string; fd: number };
+  done(): void;
+}
+
+/** Whether this kernel's bridges filter VLANs (tried in a throwaway namespace). */
+function realVlanFiltering(): boolean {
+  const n = `tsnet-t-c${randomBytes(3).toString('hex')}`;
+  spawnSync('ip', ['netns', 'add', n]);
+  try {
+    return spawnSync('ip', ['-n', n, 'link', 'add', 'brv', 'type', 'bridge', 'vlan_filtering', '1']).status === 0;
+  } finally {
+    spawnSync('ip', ['netns', 'del', n]);
+  }
+}
+
+function subject(kind: 'fake' | 'real'): Subject {
+  const dir = mkdtempSync(join(tmpdir(), 'tsnet-contract-'));
+  const k: Kernel = kind === 'fake' ? new FakeKernel({ bridgeVlanFiltering: isRoot ? realVlanFiltering() : false }) : createRealSystem(silentLogger());
+  const made: Array<{ path: string; fd: number }> = [];
+  return {
+    k,
+    ns: () => {
+      const path = join(dir, `ns${made.length}`);
+      k.netns.create(path);
+      const x = { path, fd: k.netns.open(path) };
+      made.push(x);
+      return x;
+    },
+    done: () => {
+      for (const x of made) {
+        k.netns.close(x.fd);
+        k.netns.remove(x.path);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const errno = (e: unknown) => (e instanceof SyscallError ? e.errno : `not a SyscallError: ${String(e)}`);
+const kinds = ['fake', 'real'] as const;
+const skipFor = (kind: (typeof kinds)[number]) => (kind === 'real' && !isRoot ? 'needs root (network namespaces)' : false);
+
+for (const kind of kinds) {
+  test(`kernel contract (${kind}): links, veth peers born in another namespace, deletion takes the peer`, { skip: skipFor(kind) }, async () => {
+    const s = subject(kind);
+    try {
+      const a = s.ns();
+      const b = s.ns();
+      const nl = s.k.netlink(a.fd);
+      const inner = s.k.netlink(b.fd);
+      try {
+        const br = await nl.createBridge({ name: 'br0', mtu: 1400, alias: 'tsnet:test:br' });
+        assert.equal(br.kind, 'bridge');
+        assert.equal(br.alias, 'tsnet:test:br');
+        await assert.rejects(nl.createBridge({ name: 'br0' }), (e) => errno(e) === 'EEXIST');
+        const veth = await nl.createVeth({ name: 'tsv0', peerName: 'eth0', peerNetnsFd: b.fd, mtu: 1400, master: br.index, peerMac: '02:42:0a:00:00:02' });
+        assert.equal(veth.master, br.index);
+        assert.deepEqual((await nl.listLinks({ kind: 'bridge' })).map((l) => l.name), ['br0']);
+        const eth = await inner.getLinkByName('eth0');
+        assert.equal(eth?.mac, '02:42:0a:00:00:02');
+        assert.equal(eth?.mtu, 1400);
+        assert.equal((await nl.getLinkByIndex(veth.index))?.name, 'tsv0');
+        assert.equal(await nl.getLinkByName('eth0'), undefined, 'the peer lives in the other namespace only');
+        await nl.setBridgePort(veth.index, { hairpin: true, isolated: true });
+        await nl.setLinkUp(veth.index);
+        assert.equal((await nl.getLinkByName('tsv0'))?.up, true);
+        assert.equal(await nl.deleteLink(veth.index), true);
+        assert.equal(await inner.getLinkByName('eth0'), undefined, 'the peer went with it');
+        assert.equal(await nl.deleteLink(veth.index), false, 'deleting twice says it was gone');
+      } finally {
+        nl.close();
+        inner.close();
+      }
+    } finally {
+      s.done();
+    }
+  });
+
+  test(`kernel contract (${kind}): addresses, routes and route lookups`, { skip: skipFor(kind) }, async () => {
+    const s = subject(kind);
+    try {
+      const a = s.ns();
+      const nl = s.k.netlink(a.fd);
+      try {
+        const br = await nl.createBridge({ name: 'br0' });
+        await nl.setLinkUp(br.index);
+        await nl.addAddress(br.index, 4, '10.9.0.1', 24);
+        await assert.rejects(nl.addAddress(br.index, 4, '10.9.0.1', 24), (e) => errno(e) === 'EEXIST');
+        assert.ok((await nl.listAddresses(4)).some((x) => x.index === br.index && x.address === '10.9.0.1' && x.prefixLen === 24));
+        await nl.addRoute({ family: 4, gateway: '10.9.0.254', oif: br.index });
+        const def = (await nl.listRoutes(4)).filter((r) => r.dstLen === 0);
+        assert.deepEqual(def.map((r) => [r.gateway, r.oif]), [['10.9.0.254', br.index]]);
+        assert.equal((await nl.routeGet(4, '10.9.0.7'))?.oif, br.index, 'a connected address is reached through the bridge');
+        assert.equal((await nl.routeGet(4, '192.0.2.1'))?.gateway, '10.9.0.254', 'anything else through the default route');
+        assert.equal(await nl.deleteAddress(br.index, 4, '10.9.0.1', 24), true);
+        assert.equal(await nl.deleteAddress(br.index, 4, '10.9.0.1', 24), false);
+      } finally {
+        nl.close();
+      }
+    } finally {
+      s.done();
+    }
+  });
+
+  test(`kernel contract (${kind}): sysctls exist per namespace and per interface; a missing one is missing`, { skip: skipFor(kind) }, async () => {
+    const s = subject(kind);
+    try {
+      const a = s.ns();
+      const nl = s.k.netlink(a.fd);
+      try {
+        assert.equal(s.k.sysctl.get('net.ipv4.ip_forward', a.fd), '0', 'a fresh namespace does not forward');
+        s.k.sysctl.set('net.ipv4.ip_forward', '1', a.fd);
+        assert.equal(s.k.sysctl.get('net.ipv4.ip_forward', a.fd), '1');
+        assert.equal(s.k.sysctl.get('net/ipv4/conf/br0/route_localnet', a.fd), undefined, 'no interface, no key');
+        const br = await nl.createBridge({ name: 'br0' });
+        assert.equal(s.k.sysctl.get('net/ipv4/conf/br0/route_localnet', a.fd), '0');
+        s.k.sysctl.set('net/ipv4/conf/br0/route_localnet', '1', a.fd);
+        assert.equal(s.k.sysctl.get('net/ipv4/conf/br0/route_localnet', a.fd), '1');
+        await nl.setLinkName(br.index, 'br1');
+        assert.equal(s.k.sysctl.get('net/ipv4/conf/br0/route_localnet', a.fd), undefined, 'the old name has no key');
+        assert.equal(s.k.sysctl.get('net/ipv4/conf/br1/route_localnet', a.fd), '1', 'the setting follows the interface');
+        await nl.deleteLink(br.index);
+        assert.equal(s.k.sysctl.get('net/ipv4/conf/br1/route_localnet', a.fd), undefined, 'gone with the interface');
+        assert.equal(s.k.sysctl.get('net.ipv4.no_such_setting', a.fd), undefined);
+        assert.throws(() => s.k.sysctl.set('net.ipv4.no_such_setting', '1', a.fd), (e) => errno(e) === 'ENOENT');
+      } finally {
+        nl.close();
+      }
+    } finally {
+      s.done();
+    }
+  });
+
+  test(`kernel contract (${kind}): VLANs only on a filtering bridge (whatever this kernel can)`, { skip: skipFor(kind) }, async () => {
+    const s = subject(kind);
+    try {
+      const a = s.ns();
+      const b = s.ns();
+      const nl = s.k.netlink(a.fd);
+      try {
+        const plain = await nl.createBridge({ name: 'br0' });
+        const port = await nl.createVeth({ name: 'tsv0', peerName: 'eth0', peerNetnsFd: b.fd, master: plain.index });
+        await assert.rejects(nl.bridgeVlan(port.index, 'add', 10, { pvid: true, untagged: true }), (e) => errno(e) === 'EOPNOTSUPP', 'a bridge that does not filter has no VLANs to set');
+        const loose = await nl.createVeth({ name: 'tsv1', peerName: 'eth1', peerNetnsFd: b.fd });
+        await assert.rejects(nl.setBridgePort(loose.index, { isolated: true }), (e) => errno(e) === 'EOPNOTSUPP', 'port flags need a bridge port');
+        await assert.rejects(nl.setLinkUp(99999), (e) => errno(e) === 'ENODEV');
+        const filtering = isRoot ? realVlanFiltering() : false;
+        if (!filtering) await assert.rejects(nl.createBridge({ name: 'brv', vlanFiltering: true }), (e) => errno(e) === 'EOPNOTSUPP');
+        else await nl.createBridge({ name: 'brv', vlanFiltering: true });
+      } finally {
+        nl.close();
+      }
+    } finally {
+      s.done();
+    }
+  });
+
+  test(`kernel contract (${kind}): namespaces are pinned, identified by inode, removed once`, { skip: skipFor(kind) }, () => {
+    const s = subject(kind);
+    try {
+      const a = s.ns();
+      const b = s.ns();
+      const ia = s.k.netns.inode(a.path);
+      assert.equal(typeof ia, 'number');
+      assert.notEqual(ia, s.k.netns.inode(b.path), 'two namespaces, two identities');
+      assert.notEqual(ia, s.k.netns.inode('/proc/self/ns/net'), 'not ours');
+      assert.equal(s.k.netns.inode(join(tmpdir(), 'tsnet-no-such-ns')), undefined);
+    } finally {
+      s.done();
+    }
+  });
+}

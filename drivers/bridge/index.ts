@@ -9,7 +9,9 @@ import { allocateAddress, prefixLenOf } from '../../src/ipam/allocator.js';
 import { macFromIpv4, parseIp } from '../../src/ipam/addr.js';
 import { validateIfname } from '../../src/plumbing/names.js';
 import type { EndpointRecord, NetworkRecord } from '../../src/controller/model.js';
-import type { LinkInfo, NetlinkHandle } from '../../src/system/kernel.js';
+import type { LinkInfo } from '../../src/system/kernel.js';
+import { ensureAddresses, ensureBridgeDevice, ifAddress, removeAddresses, type IfAddress } from '../../src/plumbing/bridge.js';
+import { plugVeth, unplugVeth } from '../../src/plumbing/veth.js';
 import type { FwNetwork } from '../../src/firewall/backend.js';
 import { ConflictError, InvalidConfigError, SyscallError } from '../../src/errors.js';
 import { macFromBytes, parseCidr } from '../../src/ipam/addr.js';
@@ -21,6 +23,10 @@ export const DEFAULT_MTU = 1500;
 
 /** Link alias that marks a link as created by this tsnet instance. */
 export const linkTag = (instance: string, ...parts: string[]) => ['tsnet', instance, ...parts].join(':');
+
+/** The network's gateway addresses on its bridge. */
+const gatewayAddresses = (net: NetworkRecord): IfAddress[] =>
+  net.subnets.map((s) => ({ family: parseCidr(s.subnet).family, address: s.gateway!, prefixLen: parseCidr(s.subnet).prefixLen }));
 
 export class BridgeDriver implements NetworkDriver {
   readonly type = 'bridge';
@@ -106,22 +112,10 @@ export class BridgeDriver implements NetworkDriver {
     const br = this.bridgeOf(net);
     const nl = ctx.sys.netlink();
     try {
-      let link = await nl.getLinkByName(br.name);
-      if (!link) {
-        if (!br.owned) throw new ConflictError(`bridge ${br.name} of network ${net.name} is gone and was not created by tsnet`);
-        link = await nl.createBridge({ name: br.name, mtu: br.mtu, alias: linkTag(this.instance, net.name), mac: macFromBytes(randomBytes(4)) });
-      } else if (br.owned && link.mtu !== br.mtu) {
-        await nl.setMtu(link.index, br.mtu);
-      }
-      const have = (await nl.listAddresses()).filter((a) => a.index === link!.index);
-      for (const s of net.subnets) {
-        const c = parseCidr(s.subnet);
-        const gw = s.gateway!;
-        if (!have.some((a) => a.address === gw && a.prefixLen === c.prefixLen)) {
-          await nl.addAddress(link.index, c.family, gw, c.prefixLen);
-        }
-      }
-      if (!link.up) await nl.setLinkUp(link.index);
+      const spec = { name: br.name, mtu: br.mtu, alias: linkTag(this.instance, net.name), mac: macFromBytes(randomBytes(4)) };
+      const link = await ensureBridgeDevice(nl, spec, { create: br.owned, enforceMtu: br.owned });
+      if (!link) throw new ConflictError(`bridge ${br.name} of network ${net.name} is gone and was not created by tsnet`);
+      await ensureAddresses(nl, link.index, gatewayAddresses(net));
     } finally {
       nl.close();
     }
@@ -150,15 +144,8 @@ export class BridgeDriver implements NetworkDriver {
     try {
       const link = await nl.getLinkByName(br.name);
       if (!link) return;
-      if (br.owned) {
-        await nl.deleteLink(link.index);
-        return;
-      }
-      // An adopted bridge stays; only our gateway addresses go.
-      for (const s of net.subnets) {
-        const c = parseCidr(s.subnet);
-        await nl.deleteAddress(link.index, c.family, s.gateway!, c.prefixLen);
-      }
+      if (br.owned) await nl.deleteLink(link.index);
+      else await removeAddresses(nl, link.index, gatewayAddresses(net)); // an adopted bridge stays; only our gateway addresses go
     } finally {
       nl.close();
     }
@@ -168,86 +155,41 @@ export class BridgeDriver implements NetworkDriver {
     const br = this.bridgeOf(net);
     if (!ep.hostIfname) throw new InvalidConfigError(`endpoint ${ep.id} has no host interface name`);
     const host = ctx.sys.netlink();
-    let inner: NetlinkHandle | undefined;
+    let bridge: LinkInfo | undefined;
     try {
-      const bridge = await host.getLinkByName(br.name);
-      if (!bridge) throw new SyscallError('netlink', 'ENODEV', `bridge ${br.name} of network ${net.name} does not exist`);
-      // A stale host end from an interrupted attempt would make creation fail: clear it.
-      const stale = await host.getLinkByName(ep.hostIfname);
-      if (stale) await host.deleteLink(stale.index);
-      let veth: LinkInfo;
-      try {
-        veth = await host.createVeth({
-          name: ep.hostIfname,
-          peerName: ep.ifname,
-          peerNetnsFd: sbx.nsFd,
-          mtu: br.mtu,
-          peerMac: ep.mac,
-          master: bridge.index,
-          alias: linkTag(this.instance, net.name, ep.id.slice(0, 12)),
-        });
-      } catch (err) {
-        if (err instanceof SyscallError && err.errno === 'EEXIST') {
-          throw new ConflictError(`sandbox ${sbx.record.name} already has an interface named ${ep.ifname}`, { cause: err });
-        }
-        throw err;
-      }
-      // Hairpin lets a container reach its own published port through a host address
-      // (the DNAT'd packet leaves the bridge by the port it came in): only for
-      // endpoints that publish ports, since it also reflects their broadcasts.
-      const hairpin = Boolean(ep.ports?.length);
-      if (!br.icc || hairpin) await host.setBridgePort(veth.index, { isolated: !br.icc || undefined, hairpin: hairpin || undefined });
-      await host.setLinkUp(veth.index);
-
-      inner = ctx.sys.netlink(sbx.nsFd);
-      const links = await inner.listLinks();
-      const lo = links.find((l) => l.name === 'lo');
-      if (lo && !lo.up) await inner.setLinkUp(lo.index);
-      const eth = links.find((l) => l.name === ep.ifname);
-      if (!eth) throw new SyscallError('netlink', 'ENODEV', `interface ${ep.ifname} did not appear in sandbox ${sbx.record.name}`);
-      // With hairpin the interface hears its own neighbour solicitations: IPv6 duplicate
-      // address detection would fail its link-local address.
-      if (hairpin && ctx.sys.sysctl.get(`net/ipv6/conf/${ep.ifname}/accept_dad`, sbx.nsFd) !== undefined) {
-        ctx.sys.sysctl.set(`net/ipv6/conf/${ep.ifname}/accept_dad`, '0', sbx.nsFd);
-      }
-      for (const cidr of [ep.ipv4, ep.ipv6]) {
-        if (!cidr) continue;
-        const c = parseCidr(cidr);
-        await inner.addAddress(eth.index, c.family, cidr.split('/')[0]!, c.prefixLen);
-      }
-      await inner.setLinkUp(eth.index);
-      if (!net.internal) {
-        for (const [family, gw] of [[4, ep.gateway4], [6, ep.gateway6]] as const) {
-          if (!gw) continue;
-          const routes = await inner.listRoutes(family);
-          // The first network with a gateway gives the default route (Docker's behaviour for multi-homed containers).
-          if (routes.some((r) => r.dstLen === 0)) continue;
-          await inner.addRoute({ family, gateway: gw, oif: eth.index });
-        }
-      }
+      bridge = await host.getLinkByName(br.name);
     } finally {
       host.close();
-      inner?.close();
     }
+    if (!bridge) throw new SyscallError('netlink', 'ENODEV', `bridge ${br.name} of network ${net.name} does not exist`);
+    // Hairpin lets a container reach its own published port through a host address
+    // (the DNAT'd packet leaves the bridge by the port it came in): only for
+    // endpoints that publish ports, since it also reflects their broadcasts, and
+    // with it the interface hears its own neighbour solicitations, which would fail
+    // IPv6 duplicate address detection of its link-local address.
+    const hairpin = Boolean(ep.ports?.length);
+    const gateways = net.internal ? [] : ([[4, ep.gateway4], [6, ep.gateway6]] as const).filter((g): g is readonly [4 | 6, string] => Boolean(g[1]));
+    await plugVeth(ctx.sys, {
+      hostName: ep.hostIfname,
+      master: bridge.index,
+      alias: linkTag(this.instance, net.name, ep.id.slice(0, 12)),
+      peerName: ep.ifname,
+      nsFd: sbx.nsFd,
+      peerMac: ep.mac,
+      mtu: br.mtu,
+      where: `sandbox ${sbx.record.name}`,
+      hairpin,
+      isolated: !br.icc,
+      dad: hairpin ? false : undefined,
+      loopbackUp: true,
+      addresses: [ep.ipv4, ep.ipv6].filter((x): x is string => Boolean(x)).map(ifAddress),
+      // The first network with a gateway gives the default route (Docker's behaviour for multi-homed containers).
+      defaultGateways: gateways.map(([family, gateway]) => ({ family, gateway })),
+    });
   }
 
   async leave(_net: NetworkRecord, ep: EndpointRecord, sbx: OpenSandbox | undefined, ctx: DriverContext): Promise<void> {
-    const host = ctx.sys.netlink();
-    try {
-      const link = ep.hostIfname ? await host.getLinkByName(ep.hostIfname) : undefined;
-      if (link) await host.deleteLink(link.index); // takes the peer in the sandbox with it
-    } finally {
-      host.close();
-    }
-    if (!sbx) return;
-    // If the host end was already gone but the sandbox end survived (moved, renamed by hand), drop it too.
-    const inner = ctx.sys.netlink(sbx.nsFd);
-    try {
-      const peer = await inner.getLinkByName(ep.ifname);
-      if (peer && peer.kind === 'veth' && peer.mac === ep.mac) await inner.deleteLink(peer.index);
-    } finally {
-      inner.close();
-    }
+    await unplugVeth(ctx.sys, ep.hostIfname, sbx && { nsFd: sbx.nsFd, name: ep.ifname, mac: ep.mac });
   }
 
   ownedLinks(net: NetworkRecord, eps: EndpointRecord[]): string[] {

@@ -8,17 +8,19 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Kernel, LinkInfo } from '../system/kernel.js';
 import { formatCidr, formatIp, macFromBytes, parseCidr } from '../ipam/addr.js';
-import { validateIfname, parseMtu } from '../plumbing/names.js';
+import { validateIfname, parseMac, parseMtu } from '../plumbing/names.js';
 import { CniError, type CniArgs, type CniPlugin } from './skel.js';
 import { CNI_ERR, parsePrevResult, validAttachments, type CniResult } from './spec.js';
 import { ipamPlugin } from './ipam.js';
 import { applyTagged, attachmentHash, networkTagPrefix, ruleTag, tagged, withFirewallLock, type CniHost } from './rules.js';
 import { CNI_BRIDGE } from '../firewall/ownership.js';
 import { ensureSysctl } from '../plumbing/sysctl.js';
+import { ensureAddresses, ensureBridgeDevice, hasVlans, ifAddress, setPortVlans, type IfAddress, type PortVlans } from '../plumbing/bridge.js';
+import { plugVeth, unplugVeth, type RouteSpec } from '../plumbing/veth.js';
 import { onPath } from '../system/real/exec.js';
-import { SyscallError } from '../errors.js';
+import { ConflictError, SyscallError } from '../errors.js';
 
-const KEYS = ['bridge', 'isGateway', 'isDefaultGateway', 'forceAddress', 'ipMasq', 'hairpinMode', 'promiscMode', 'mtu', 'ipam', 'vlan', 'macspoofchk', 'enabledad', 'preserveDefaultVlan', 'vlanTrunk'];
+const KEYS = ['bridge', 'isGateway', 'isDefaultGateway', 'forceAddress', 'ipMasq', 'hairpinMode', 'promiscMode', 'mtu', 'ipam', 'vlan', 'macspoofchk', 'enabledad', 'preserveDefaultVlan', 'vlanTrunk', 'portIsolation'];
 const MASQ_CHAIN = CNI_BRIDGE.chains[0];
 
 interface BridgeConf {
@@ -34,7 +36,16 @@ interface BridgeConf {
   /** Tagged VLANs of the container's port (a trunk). */
   trunk: number[];
   preserveDefaultVlan: boolean;
+  /** IPv6 duplicate address detection on the container end (the reference turns it off unless asked). */
+  enableDad: boolean;
+  /** The container's port is isolated: it reaches the bridge's other non-isolated ports only. */
+  portIsolation: boolean;
+  /** The container end's MAC: runtimeConfig.mac, else args.cni.mac, else CNI_ARGS MAC (the reference's order). */
+  mac?: string;
 }
+
+/** The port VLANs a configuration asks for. */
+const vlansOf = (c: BridgeConf): PortVlans => ({ access: c.vlan, trunk: c.trunk, keepDefault: c.preserveDefaultVlan });
 
 function parseConf(a: CniArgs): BridgeConf {
   const c = a.conf as Record<string, unknown>;
@@ -80,9 +91,21 @@ function parseConf(a: CniArgs): BridgeConf {
     }
   }
   const isDefaultGateway = bool('isDefaultGateway');
+  const runtimeMac = (c.runtimeConfig as { mac?: unknown } | undefined)?.mac;
+  const argsMac = ((c.args as { cni?: { mac?: unknown } } | undefined)?.cni)?.mac;
+  const chosen = [[runtimeMac, 'runtimeConfig.mac'], [argsMac, 'args.cni.mac'], [a.args.MAC, 'CNI_ARGS MAC']].find(([v]) => v !== undefined && v !== '');
+  let mac: string | undefined;
+  if (chosen) {
+    try {
+      mac = parseMac(chosen[0], chosen[1] as string);
+    } catch (err) {
+      throw new CniError(CNI_ERR.INVALID_CONFIG, (err as Error).message);
+    }
+  }
   return {
     bridge, isGateway: bool('isGateway') || isDefaultGateway, isDefaultGateway, ipMasq: bool('ipMasq'), hairpinMode: bool('hairpinMode'), promiscMode: bool('promiscMode'), mtu,
     vlan, trunk: [...new Set(trunk)], preserveDefaultVlan: c.preserveDefaultVlan !== false,
+    enableDad: bool('enabledad'), portIsolation: bool('portIsolation'), mac,
   };
 }
 
@@ -161,35 +184,22 @@ async function masquerade(h: CniHost, a: CniArgs, ips: Array<{ address: string }
   );
 }
 
-async function ensureBridge(h: CniHost, c: BridgeConf, gateways: Array<{ address: string; prefixLen: number; family: 4 | 6 }>): Promise<LinkInfo> {
+async function ensureBridge(h: CniHost, c: BridgeConf, gateways: IfAddress[]): Promise<LinkInfo> {
   const nl = h.sys.netlink();
   try {
-    let br = await nl.getLinkByName(c.bridge);
-    if (br && br.kind !== 'bridge') throw new CniError(CNI_ERR.INVALID_CONFIG, `${c.bridge} exists and is not a bridge (${br.kind ?? 'unknown kind'})`);
-    if (!br) {
-      try {
-        br = await nl.createBridge({ name: c.bridge, mtu: c.mtu, mac: macFromBytes(randomBytes(4)), alias: 'tsnet-cni:bridge', vlanFiltering: c.vlan !== 0 || c.trunk.length > 0 });
-      } catch (err) {
-        // A parallel ADD may have made it first.
-        br = await nl.getLinkByName(c.bridge);
-        if (!br) throw vlanUnsupported(err, c);
-      }
+    let br: LinkInfo;
+    try {
+      const spec = { name: c.bridge, mtu: c.mtu, mac: macFromBytes(randomBytes(4)), alias: 'tsnet-cni:bridge', vlanFiltering: hasVlans(vlansOf(c)) };
+      br = (await ensureBridgeDevice(nl, spec, { create: true, promisc: c.promiscMode }))!;
+    } catch (err) {
+      if (err instanceof ConflictError) throw new CniError(CNI_ERR.INVALID_CONFIG, err.message);
+      throw vlanUnsupported(err, c);
     }
-    if (c.promiscMode) await nl.setPromisc(br.index, true);
     if (c.isGateway) {
       // With a VLAN the gateway lives on "<bridge>.<vlan>", an access port of that VLAN (as the reference plugin does).
       const gw = c.vlan ? await ensureVlanGateway(h, nl, br, c) : br;
-      const have = (await nl.listAddresses()).filter((x) => x.index === gw.index);
-      for (const g of gateways) {
-        if (have.some((x) => x.address === g.address)) continue;
-        try {
-          await nl.addAddress(gw.index, g.family, g.address, g.prefixLen);
-        } catch (err) {
-          if (!(err instanceof SyscallError && err.errno === 'EEXIST')) throw err;
-        }
-      }
+      await ensureAddresses(nl, gw.index, gateways);
     }
-    if (!br.up) await nl.setLinkUp(br.index);
     return br;
   } finally {
     nl.close();
@@ -198,27 +208,10 @@ async function ensureBridge(h: CniHost, c: BridgeConf, gateways: Array<{ address
 
 /** A kernel without bridge VLAN filtering answers EOPNOTSUPP: say so in the spec's terms. */
 function vlanUnsupported(err: unknown, c: BridgeConf): unknown {
-  if ((c.vlan || c.trunk.length) && err instanceof SyscallError && (err.errno === 'EOPNOTSUPP' || err.errno === 'ENOTSUP')) {
+  if ((c.vlan || c.trunk.length) && err instanceof SyscallError && err.errno === 'EOPNOTSUPP') {
     return new CniError(CNI_ERR.UNSUPPORTED_FIELD, `"vlan"/"vlanTrunk" need bridge VLAN filtering, which this kernel does not support (CONFIG_BRIDGE_VLAN_FILTERING)`);
   }
   return err;
-}
-
-/** Makes a bridge port carry one VLAN: untagged access (PVID) or tagged trunk VLANs. */
-async function setPortVlans(nl: ReturnType<Kernel['netlink']>, port: number, c: BridgeConf): Promise<void> {
-  if (!c.vlan && !c.trunk.length) return;
-  try {
-    if (!c.preserveDefaultVlan) {
-      // The kernel's default PVID; a port (or kernel) without it has nothing to remove.
-      await nl.bridgeVlan(port, 'del', 1).catch((err: unknown) => {
-        if (!(err instanceof SyscallError && ['ENOENT', 'EINVAL'].includes(err.errno))) throw err;
-      });
-    }
-    if (c.vlan) await nl.bridgeVlan(port, 'add', c.vlan, { pvid: true, untagged: true });
-    for (const v of c.trunk) await nl.bridgeVlan(port, 'add', v);
-  } catch (err) {
-    throw vlanUnsupported(err, c);
-  }
 }
 
 /** The gateway interface of a VLAN: a veth whose one end is an access port of the VLAN on the bridge. */
@@ -241,7 +234,9 @@ async function ensureVlanGateway(h: CniHost, nl: ReturnType<Kernel['netlink']>, 
     sys.netns.close(self);
   }
   try {
-    await setPortVlans(nl, port.index, { ...c, trunk: [] });
+    await setPortVlans(nl, port.index, { ...vlansOf(c), trunk: [] }).catch((err: unknown) => {
+      throw vlanUnsupported(err, c);
+    });
     await nl.setLinkUp(port.index);
     const gw = await nl.getLinkByName(name);
     if (!gw) throw new SyscallError('netlink', 'ENODEV', `${name} did not appear`);
@@ -254,15 +249,7 @@ async function ensureVlanGateway(h: CniHost, nl: ReturnType<Kernel['netlink']>, 
   }
 }
 
-async function removeVeth(sys: Kernel, a: CniArgs): Promise<void> {
-  const nl = sys.netlink();
-  try {
-    const l = await nl.getLinkByName(hostVethName(a));
-    if (l) await nl.deleteLink(l.index); // takes the container end with it
-  } finally {
-    nl.close();
-  }
-}
+const removeVeth = (sys: Kernel, a: CniArgs) => unplugVeth(sys, hostVethName(a)); // takes the container end with it
 
 export function bridgePlugin(h: CniHost): CniPlugin {
   const { sys } = h;
@@ -283,62 +270,49 @@ export function bridgePlugin(h: CniHost): CniPlugin {
       const ips = res.ips ?? [];
       if (!ips.length) throw new CniError(CNI_ERR.INVALID_CONFIG, 'the IPAM plugin returned no address');
       try {
-        const gateways = ips
-          .filter((ip) => ip.gateway)
-          .map((ip) => ({ address: ip.gateway!, prefixLen: parseCidr(ip.address).prefixLen, family: parseCidr(ip.address).family }));
+        const gateways = ips.filter((ip) => ip.gateway).map((ip) => ({ ...ifAddress(ip.address), address: ip.gateway! }));
         const br = await ensureBridge(h, c, gateways);
         if (c.isGateway || c.ipMasq) {
           if (ips.some((ip) => parseCidr(ip.address).family === 4)) ensureSysctl(sys.sysctl, 'net.ipv4.ip_forward', '1');
           if (ips.some((ip) => parseCidr(ip.address).family === 6)) ensureSysctl(sys.sysctl, 'net.ipv6.conf.all.forwarding', '1');
         }
-        const fd = sys.netns.open(a.netns);
-        const host = sys.netlink();
-        let mac: string | undefined;
-        let veth: LinkInfo;
-        try {
-          const stale = await host.getLinkByName(hostVethName(a));
-          if (stale) await host.deleteLink(stale.index);
-          veth = await host.createVeth({ name: hostVethName(a), peerName: a.ifname, peerNetnsFd: fd, mtu: c.mtu ?? br.mtu, master: br.index, alias: aliasOf(a.conf.name, a.containerId, a.ifname) });
-          if (c.hairpinMode) await host.setBridgePort(veth.index, { hairpin: true });
-          await setPortVlans(host, veth.index, c);
-          await host.setLinkUp(veth.index);
-          const inner = sys.netlink(fd);
-          try {
-            const eth = await inner.getLinkByName(a.ifname);
-            if (!eth) throw new SyscallError('netlink', 'ENODEV', `${a.ifname} did not appear in ${a.netns}`);
-            mac = eth.mac;
-            for (const ip of ips) {
-              const cidr = parseCidr(ip.address);
-              await inner.addAddress(eth.index, cidr.family, ip.address.split('/')[0]!, cidr.prefixLen);
-            }
-            await inner.setLinkUp(eth.index);
-            const routes = [...(res.routes ?? [])];
-            if (c.isDefaultGateway) {
-              for (const ip of ips) {
-                if (!ip.gateway) continue;
-                const fam = parseCidr(ip.address).family;
-                const dst = fam === 4 ? '0.0.0.0/0' : '::/0';
-                if (!routes.some((r) => r.dst === dst)) routes.push({ dst, gw: ip.gateway });
-              }
-            }
-            for (const r of routes) {
-              const dst = parseCidr(r.dst);
-              const gw = r.gw ?? ips.find((ip) => parseCidr(ip.address).family === dst.family)?.gateway;
-              await inner.addRoute({
-                family: dst.family,
-                dst: dst.prefixLen === 0 ? undefined : formatCidr(dst).split('/')[0],
-                dstLen: dst.prefixLen,
-                gateway: gw,
-                oif: eth.index,
-              });
-            }
-          } finally {
-            inner.close();
+        const routes: RouteSpec[] = (res.routes ?? []).map((r) => {
+          const dst = parseCidr(r.dst);
+          const gateway = r.gw ?? ips.find((ip) => parseCidr(ip.address).family === dst.family)?.gateway;
+          return { family: dst.family, dst: formatCidr(dst).split('/')[0], dstLen: dst.prefixLen, gateway };
+        });
+        if (c.isDefaultGateway) {
+          for (const ip of ips) {
+            const family = parseCidr(ip.address).family;
+            if (ip.gateway && !routes.some((r) => r.family === family && !r.dstLen)) routes.push({ family, dstLen: 0, gateway: ip.gateway });
           }
+        }
+        const fd = sys.netns.open(a.netns);
+        let plugged: Awaited<ReturnType<typeof plugVeth>>;
+        try {
+          plugged = await plugVeth(sys, {
+            hostName: hostVethName(a),
+            master: br.index,
+            alias: aliasOf(a.conf.name, a.containerId, a.ifname),
+            peerName: a.ifname,
+            nsFd: fd,
+            peerMac: c.mac,
+            mtu: c.mtu ?? br.mtu,
+            where: a.netns,
+            hairpin: c.hairpinMode,
+            isolated: c.portIsolation,
+            vlans: vlansOf(c),
+            dad: c.enableDad,
+            addresses: ips.map((ip) => ifAddress(ip.address)),
+            routes,
+          }).catch((err: unknown) => {
+            throw vlanUnsupported(err, c);
+          });
         } finally {
-          host.close();
           sys.netns.close(fd);
         }
+        const { host: veth, peer } = plugged;
+        const mac = peer.mac;
         if (c.ipMasq) await masquerade(h, a, ips, false);
         return {
           cniVersion: a.conf.cniVersion,

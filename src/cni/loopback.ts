@@ -1,6 +1,7 @@
 // tsnet-loopback: brings `lo` up in the container's namespace (the reference
-// loopback plugin's job), as a thin layer over the system ports.
+// loopback plugin's job), as a thin layer over the kernel seam.
 import type { Kernel } from '../system/kernel.js';
+import { setLoopback } from '../plumbing/iface.js';
 import { CniError, type CniArgs, type CniPlugin } from './skel.js';
 import { CNI_ERR, type CniResult } from './spec.js';
 
@@ -17,10 +18,7 @@ async function withNs<T>(sys: Kernel, path: string, fn: (fd: number) => Promise<
 async function setLo(sys: Kernel, fd: number, up: boolean): Promise<boolean> {
   const nl = sys.netlink(fd);
   try {
-    const lo = await nl.getLinkByName('lo');
-    if (!lo) return false;
-    if (lo.up !== up) await nl.setLinkUp(lo.index, up);
-    return true;
+    return await setLoopback(nl, up);
   } finally {
     nl.close();
   }

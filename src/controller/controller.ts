@@ -1,6 +1,7 @@
 // The controller: validates requests, records intent in the store, drives the
 // drivers and the firewall, and reconciles the kernel with the recorded state
 // at the start of every operation that changes anything.
+import { ensureDefaultRoute } from '../plumbing/veth.js';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
@@ -358,16 +359,12 @@ export class Controller {
     await this.withSandbox(s, sbx, async (open) => {
       const nl = this.d.sys.netlink(open.nsFd);
       try {
-        const links = await nl.listLinks();
         for (const family of [4, 6] as const) {
-          if ((await nl.listRoutes(family)).some((r) => r.dstLen === 0)) continue;
-          for (const e of candidates) {
-            const gw = family === 4 ? e.gateway4 : e.gateway6;
-            const link = links.find((l) => l.name === e.ifname);
-            if (!gw || !link) continue;
-            await nl.addRoute({ family, gateway: gw, oif: link.index });
-            break;
-          }
+          const via = candidates.flatMap((e) => {
+            const gateway = family === 4 ? e.gateway4 : e.gateway6;
+            return gateway ? [{ gateway, ifname: e.ifname }] : [];
+          });
+          await ensureDefaultRoute(nl, family, via);
         }
       } finally {
         nl.close();

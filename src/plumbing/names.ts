@@ -17,3 +17,12 @@ export function parseMtu(value: string | number, what = 'MTU'): number {
   if (!Number.isInteger(n) || n < 68 || n > 65535) throw new InvalidConfigError(`${what} "${value}" must be a whole number from 68 to 65535`);
   return n;
 }
+
+/** A unicast Ethernet address in colon form, lower-cased ('02:42:ac:11:00:02'). */
+export function parseMac(value: unknown, what = 'MAC address'): string {
+  const text = typeof value === 'string' ? value.trim().toLowerCase().replace(/-/g, ':') : '';
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(text)) throw new InvalidConfigError(`${what} ${JSON.stringify(value)} is not a MAC address such as 02:42:ac:11:00:02`);
+  if (parseInt(text.slice(0, 2), 16) & 1) throw new InvalidConfigError(`${what} ${text} is a multicast address: an interface needs a unicast one`);
+  if (text === '00:00:00:00:00:00') throw new InvalidConfigError(`${what} must not be all zeros`);
+  return text;
+}

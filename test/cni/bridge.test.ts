@@ -130,6 +130,45 @@ test('tsnet-bridge VLANs: access ports of one VLAN reach each other and their ga
   }
 });
 
+test('tsnet-bridge: the container MAC from runtimeConfig, args or CNI_ARGS (in the reference order); portIsolation; DAD off unless enabledad', { skip }, () => {
+  const w = world();
+  try {
+    const [c1, c2, c3, c4, c5] = [w.container(), w.container(), w.container(), w.container(), w.container()];
+    const mac = (ns: string) => /link\/ether ([0-9a-f:]+)/.exec(spawnSync('ip', ['-n', ns, 'link', 'show', 'eth0'], { encoding: 'utf8' }).stdout)?.[1];
+    const both = w.call('ADD', 'c1', c1, w.conf({ runtimeConfig: { mac: '02:00:00:AA:BB:01' }, args: { cni: { mac: '02:00:00:aa:bb:99' } } }));
+    assert.equal(both.code, 0, both.raw);
+    assert.equal(mac(c1), '02:00:00:aa:bb:01', 'runtimeConfig.mac wins over args.cni.mac');
+    assert.equal(both.out.interfaces[2].mac, '02:00:00:aa:bb:01', 'and the result reports it');
+    const env = w.call('ADD', 'c2', c2, w.conf(), 'tsnet-bridge', { CNI_ARGS: 'IgnoreUnknown=1;MAC=02:00:00:aa:bb:02' });
+    assert.equal(env.code, 0, env.raw);
+    assert.equal(mac(c2), '02:00:00:aa:bb:02', 'CNI_ARGS MAC');
+    for (const bad of ['zz', '03:00:00:00:00:01', '00:00:00:00:00:00']) {
+      const r = w.call('ADD', 'c9', c3, w.conf({ runtimeConfig: { mac: bad } }));
+      assert.equal(r.out?.code, 7, `${bad}: ${r.raw}`);
+    }
+    assert.deepEqual(w.ipamFiles().length, 2, 'refused ADDs took no address');
+    const dad = (ns: string) => spawnSync('ip', ['netns', 'exec', ns, 'sysctl', '-n', 'net.ipv6.conf.eth0.accept_dad'], { encoding: 'utf8' }).stdout.trim();
+    assert.equal(dad(c1), '0', 'DAD off by default, as the reference');
+    // Two isolated ports on their own bridge cannot reach each other; an ordinary port reaches both, and so does the gateway.
+    const iso = (extra: Record<string, unknown>) =>
+      JSON.stringify({ ...JSON.parse(w.conf({ bridge: 'cnii0', ...extra })), name: 'iso', ipam: { type: 'tsnet-ipam', ranges: [[{ subnet: '10.62.0.0/24' }]], dataDir: JSON.parse(w.conf()).ipam.dataDir } });
+    for (const [cid, ns, conf] of [['c3', c3, iso({ portIsolation: true, enabledad: true })], ['c4', c4, iso({ portIsolation: true })], ['c5', c5, iso({})]] as const) {
+      const r = w.call('ADD', cid, ns, conf);
+      assert.equal(r.code, 0, r.raw);
+    }
+    assert.equal(dad(c3), '1', 'enabledad turns it on');
+    const ping = (ns: string, ip: string) => spawnSync('ip', ['netns', 'exec', ns, 'ping', '-c1', '-W1', ip]).status === 0;
+    assert.ok(!ping(c3, '10.62.0.3'), 'isolated to isolated: cut off');
+    assert.ok(ping(c5, '10.62.0.2') && ping(c5, '10.62.0.3'), 'a plain port reaches isolated ones');
+    assert.ok(ping(c3, '10.62.0.1'), 'the gateway on the bridge answers an isolated port');
+    type Br = Array<{ ifname: string; isolated?: boolean }>;
+    const ports = JSON.parse(w.inHost('bridge', '-j', '-d', 'link', 'show').stdout) as Br;
+    assert.equal(ports.filter((p) => p.isolated === true).length, 2, 'exactly the two ports asked for are isolated');
+  } finally {
+    w.done();
+  }
+});
+
 test('tsnet-bridge promiscMode sets the bridge promiscuous', { skip }, () => {
   const w = world();
   try {

@@ -76,6 +76,10 @@ for (const kind of kinds) {
         await assert.rejects(nl.createBridge({ name: 'br0' }), (e) => errno(e) === 'EEXIST');
         const veth = await nl.createVeth({ name: 'tsv0', peerName: 'eth0', peerNetnsFd: b.fd, mtu: 1400, master: br.index, peerMac: '02:42:0a:00:00:02' });
         assert.equal(veth.master, br.index);
+        assert.match(veth.mac ?? '', /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/, 'a link made without a MAC gets one');
+        assert.equal(parseInt(veth.mac!.slice(0, 2), 16) & 3, 2, 'locally administered, unicast');
+        await assert.rejects(nl.createVeth({ name: 'tsv9', peerName: 'eth9', peerNetnsFd: b.fd, master: 99999 }), (e) => errno(e) === 'EINVAL', 'no such master');
+        assert.equal(await nl.getLinkByName('tsv9'), undefined, 'and nothing was made');
         assert.deepEqual((await nl.listLinks({ kind: 'bridge' })).map((l) => l.name), ['br0']);
         const eth = await inner.getLinkByName('eth0');
         assert.equal(eth?.mac, '02:42:0a:00:00:02');
@@ -109,6 +113,7 @@ for (const kind of kinds) {
         await assert.rejects(nl.addAddress(br.index, 4, '10.9.0.1', 24), (e) => errno(e) === 'EEXIST');
         assert.ok((await nl.listAddresses(4)).some((x) => x.index === br.index && x.address === '10.9.0.1' && x.prefixLen === 24));
         await nl.addRoute({ family: 4, gateway: '10.9.0.254', oif: br.index });
+        await assert.rejects(nl.addRoute({ family: 4, gateway: '10.9.0.253', oif: br.index }), (e) => errno(e) === 'EEXIST', 'one default route per table');
         const def = (await nl.listRoutes(4)).filter((r) => r.dstLen === 0);
         assert.deepEqual(def.map((r) => [r.gateway, r.oif]), [['10.9.0.254', br.index]]);
         assert.equal((await nl.routeGet(4, '10.9.0.7'))?.oif, br.index, 'a connected address is reached through the bridge');

@@ -5,6 +5,7 @@
 import type {
   AddrInfo, BridgeSpec, ExecResult, ExecRunner, Family, LinkInfo, LockOps, NetlinkHandle, NetnsOps, RouteInfo, SysctlOps, Kernel, VethSpec,
 } from '../kernel.js';
+import { randomBytes } from 'node:crypto';
 import { AlreadyExistsError, SyscallError } from '../../errors.js';
 import { cidrContains, parseCidr, parseIp } from '../../ipam/addr.js';
 
@@ -23,6 +24,13 @@ export const sysctlPath = (key: string) => (key.includes('/') ? key : key.replac
 
 /** Per-interface sysctls a new link brings (and takes away when it goes), with the kernel's defaults. */
 const PER_LINK: Record<string, string> = { 'net/ipv4/conf/IF/route_localnet': '0', 'net/ipv6/conf/IF/accept_dad': '1', 'net/ipv4/conf/IF/forwarding': '0' };
+
+/** A random locally administered unicast MAC, as the kernel gives a link created without one. */
+const randomMac = () => {
+  const b = randomBytes(6);
+  b[0] = (b[0]! & 0xfe) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+};
 
 export class FakeNs {
   links = new Map<number, FakeLink>();
@@ -142,14 +150,15 @@ export class FakeKernel implements Kernel {
       async createBridge(spec: BridgeSpec) {
         k.check(`create bridge ${spec.name}`);
         if (spec.vlanFiltering && !k.opts.bridgeVlanFiltering) throw new SyscallError('netlink', 'EOPNOTSUPP', `create bridge ${spec.name}: EOPNOTSUPP`);
-        return view(ns.add({ name: spec.name, kind: 'bridge', mtu: spec.mtu ?? 1500, alias: spec.alias, mac: spec.mac, up: false, vlanFiltering: Boolean(spec.vlanFiltering) }));
+        return view(ns.add({ name: spec.name, kind: 'bridge', mtu: spec.mtu ?? 1500, alias: spec.alias, mac: spec.mac ?? randomMac(), up: false, vlanFiltering: Boolean(spec.vlanFiltering) }));
       },
       async createVeth(spec: VethSpec) {
         k.check(`create veth ${spec.name}`);
         const peerNs = k.nsOf(spec.peerNetnsFd);
         if ([...peerNs.links.values()].some((x) => x.name === spec.peerName)) throw new SyscallError('netlink', 'EEXIST', 'EEXIST');
-        const a = ns.add({ name: spec.name, kind: 'veth', mtu: spec.mtu ?? 1500, alias: spec.alias, master: spec.master, up: false });
-        const b = peerNs.add({ name: spec.peerName, kind: 'veth', mtu: spec.mtu ?? 1500, mac: spec.peerMac, up: false });
+        if (spec.master !== undefined && !ns.links.has(spec.master)) throw new SyscallError('netlink', 'EINVAL', `master ${spec.master}: EINVAL`); // the kernel's answer to a missing master
+        const a = ns.add({ name: spec.name, kind: 'veth', mtu: spec.mtu ?? 1500, alias: spec.alias, master: spec.master, mac: randomMac(), up: false });
+        const b = peerNs.add({ name: spec.peerName, kind: 'veth', mtu: spec.mtu ?? 1500, mac: spec.peerMac ?? randomMac(), up: false });
         a.peer = { ns: peerNs, index: b.index };
         b.peer = { ns, index: a.index };
         return view(a);
@@ -204,6 +213,11 @@ export class FakeKernel implements Kernel {
       },
       async addRoute(r) {
         k.check(`add route ${r.gateway ?? r.dst}`);
+        const dstLen = r.dstLen ?? 0;
+        // Same table, destination and priority: the kernel refuses (NLM_F_EXCL), whatever the gateway.
+        if (ns.routes.some((x) => x.family === r.family && x.dstLen === dstLen && (dstLen === 0 || x.dst === r.dst))) {
+          throw new SyscallError('netlink', 'EEXIST', `route ${r.dst ?? 'default'}/${dstLen}: EEXIST`);
+        }
         ns.routes.push({ family: r.family, dst: r.dst, dstLen: r.dstLen ?? 0, gateway: r.gateway, oif: r.oif, table: 254 });
       },
       async listRoutes(family: Family) {
@@ -226,7 +240,7 @@ export class FakeKernel implements Kernel {
     },
     remove: (path: string) => this.pins.delete(path),
     open: (path: string) => {
-      const ns = this.pins.get(path);
+      const ns = path === '/proc/self/ns/net' ? this.host : this.pins.get(path);
       if (!ns) throw new SyscallError('open', 'ENOENT', `${path}: ENOENT`);
       const fd = this.nextFd++;
       this.fds.set(fd, ns);

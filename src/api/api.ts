@@ -3,7 +3,7 @@
 // end is a thin adapter over this interface; LocalApi (local.ts) implements it
 // over the controller in the caller's process.
 import type { TsnetError } from '../errors.js';
-import type { ConnectOptions, CreateNetworkRequest, CreateSandboxRequest } from '../controller/controller.js';
+import type { ConnectOptions, CreateNetworkRequest, CreateSandboxRequest } from '../controller/requests.js';
 import type { PublishedPort } from './views.js';
 
 export type { ConnectOptions, CreateNetworkRequest, CreateSandboxRequest, PublishedPort };

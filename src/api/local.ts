@@ -2,7 +2,8 @@
 // a daemon). Reads take one snapshot of the state and build views from it;
 // changes are the controller's transactions.
 import { asTsnetError } from '../errors.js';
-import type { Controller, RemoveResult } from '../controller/controller.js';
+import type { Controller } from '../controller/controller.js';
+import type { RemoveResult } from '../controller/requests.js';
 import type { State } from '../controller/model.js';
 import type { Api, Filters, InspectView, NetworkSummary, Removal, SandboxPorts, SandboxSummary } from './api.js';
 import { networkFilter, sandboxFilter } from './filters.js';

@@ -16,7 +16,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compose } from '../src/compose.js';
+import { compose } from '../src/compose/index.js';
 import { silentLogger } from '../src/log.js';
 import { HEADER, row, summarize, fmt } from './stats.js';
 import { haveDocker, startDockerd } from './docker.js';

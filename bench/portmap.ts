@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRealSystem } from '../src/system/real/index.js';
 import { silentLogger } from '../src/log.js';
-import { chooseFirewall } from '../src/compose.js';
+import { chooseFirewall } from '../src/compose/index.js';
 import type { FwBinding, FwState } from '../src/firewall/backend.js';
 import { fmt, summarize } from './stats.js';
 

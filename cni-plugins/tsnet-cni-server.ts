@@ -1,15 +1,15 @@
 // The tsnet CNI server: started in the background by the plugin client
 // (native/src/cni-client.cc) when none answers; serves all four plugins warm.
 import { serveCni } from '../src/cni/server.js';
-import { composeCni } from '../src/compose.js';
-import { createRootLogger, type LogLevel } from '../src/log.js';
+import { composeCni } from '../src/compose/cni.js';
+import { entryLogger } from '../src/compose/logger.js';
 
 const path = process.argv[2];
 if (!path || !path.startsWith('/')) {
   process.stderr.write('usage: tsnet-cni-server SOCKET-PATH (started by the tsnet CNI plugins)\n');
   process.exit(2);
 }
-const log = createRootLogger((process.env.TSNET_LOG_LEVEL as LogLevel) || 'silent', 'tsnet-cni-server');
+const log = entryLogger('tsnet-cni-server', process.env.TSNET_LOG_LEVEL, 'silent');
 const idleSeconds = Number(process.env.TSNET_CNI_IDLE ?? 300);
 try {
   // false: another server holds the name; it serves.

@@ -1,8 +1,4 @@
 // CNI plugin binary: tsnet-ipam (drop-in for the reference "host-local").
-import { pluginMain } from '../src/cni/skel.js';
-import { composeCni } from '../src/compose.js';
-import { createRootLogger, type LogLevel } from '../src/log.js';
+import { runCniPlugin } from '../src/compose/cni.js';
 
-// Logs go to stderr only, and only when asked for: stdout carries the result.
-const log = createRootLogger((process.env.TSNET_LOG_LEVEL as LogLevel) || 'silent', 'tsnet-ipam');
-await pluginMain(composeCni(log)['tsnet-ipam']!());
+await runCniPlugin('tsnet-ipam');

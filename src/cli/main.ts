@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { installPlugins, writeExampleConflist } from '../cni/install.js';
-import { compose, defaultSettings, type FirewallChoice, type Composed, type Settings } from '../compose.js';
+import { compose, defaultSettings, type FirewallChoice, type Composed, type Settings } from '../compose/index.js';
 import { resolve } from 'node:path';
 import { createRootLogger, LOG_LEVELS, type LogLevel } from '../log.js';
 import { asTsnetError, InvalidConfigError, NotFoundError } from '../errors.js';

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeKernel } from '../../src/system/fake/index.js';
-import { compose } from '../../src/compose.js';
+import { compose } from '../../src/compose/index.js';
 import { silentLogger } from '../../src/log.js';
 
 test('LocalApi: list with filters, inspect in Docker\'s keys, published ports by port, removal per name', async () => {

@@ -7,6 +7,7 @@ import net from 'node:net';
 import dgram from 'node:dgram';
 import { relayAddon } from '../../src/system/real/addon.js';
 import { UserlandProxy } from '../../src/portmapper/proxy/server.js';
+import { silentLogger } from '../../src/log.js';
 
 function tcpEcho(): Promise<net.Server> {
   return new Promise((resolve) => {
@@ -63,7 +64,7 @@ for (const mode of ['splice', 'streams'] as const) {
     const echo = await tcpEcho();
     const target = (echo.address() as net.AddressInfo).port;
     const port = await freePort();
-    const proxy = new UserlandProxy(relayAddon(), { udpIdleMs: 1000, tcp: mode, log: () => undefined });
+    const proxy = new UserlandProxy(relayAddon(), { udpIdleMs: 1000, tcp: mode, log: silentLogger() });
     const binding = { proto: 'tcp' as const, hostIP: '127.0.0.1', hostPort: port, targetIP: '127.0.0.1', targetPort: target };
     try {
       assert.equal(proxy.handle({ op: 'sync', bindings: [binding], activate: false }).ok, true);
@@ -108,7 +109,7 @@ for (const mode of ['splice', 'streams'] as const) {
   test(`TCP through the proxy (${mode}): a target that refuses closes the client's connection`, async () => {
     const port = await freePort();
     const dead = await freePort();
-    const proxy = new UserlandProxy(relayAddon(), { udpIdleMs: 1000, tcp: mode, log: () => undefined });
+    const proxy = new UserlandProxy(relayAddon(), { udpIdleMs: 1000, tcp: mode, log: silentLogger() });
     try {
       proxy.handle({ op: 'sync', bindings: [{ proto: 'tcp', hostIP: '127.0.0.1', hostPort: port, targetIP: '127.0.0.1', targetPort: dead }], activate: true });
       const outcome = await new Promise<string>((resolve) => {
@@ -131,7 +132,7 @@ test('UDP through the proxy: replies reach each client, flows are per client add
   await new Promise<void>((r) => server.bind(0, '127.0.0.1', () => r()));
   const target = server.address().port;
   const port = await freePort();
-  const proxy = new UserlandProxy(relayAddon(), { udpIdleMs: 1000, tcp: 'splice', log: () => undefined });
+  const proxy = new UserlandProxy(relayAddon(), { udpIdleMs: 1000, tcp: 'splice', log: silentLogger() });
   try {
     proxy.handle({ op: 'sync', bindings: [{ proto: 'udp', hostIP: '127.0.0.1', hostPort: port, targetIP: '127.0.0.1', targetPort: target }], activate: true });
     const ask = (text: string) =>
@@ -155,7 +156,7 @@ test('a port another program holds is lost, reported on every sync, and taken ba
   const other = await new Promise<net.Server>((r) => {
     const srv = net.createServer().listen(port, '127.0.0.1', () => r(srv));
   });
-  const proxy = new UserlandProxy(relayAddon(), { udpIdleMs: 1000, tcp: 'splice', log: () => undefined });
+  const proxy = new UserlandProxy(relayAddon(), { udpIdleMs: 1000, tcp: 'splice', log: silentLogger() });
   const binding = { proto: 'tcp' as const, hostIP: '127.0.0.1', hostPort: port, targetIP: '127.0.0.1', targetPort: 9 };
   try {
     const r = proxy.handle({ op: 'sync', bindings: [binding], activate: true });

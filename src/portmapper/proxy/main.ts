@@ -11,8 +11,8 @@
 // as lost (status, every sync reply) and tried again every few seconds.
 import net from 'node:net';
 import { closeSync, fstatSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, constants as fsc } from 'node:fs';
-import { nativeAddon, relayAddon } from '../../system/real/addon.js';
-import { UserlandProxy } from './server.js';
+import { nativeAddon } from '../../system/real/addon.js';
+import { composeProxy, proxySettings } from '../../compose/proxy.js';
 import type { ProxyRequest } from './protocol.js';
 
 const args = process.argv.slice(2);
@@ -25,7 +25,6 @@ if (!socketPath) {
   process.stderr.write('usage: tsnet-proxy --socket PATH [--udp-idle-ms N]\n');
   process.exit(2);
 }
-const log = (msg: string) => process.stderr.write(`${new Date().toISOString()} tsnet-proxy[${process.pid}]: ${msg}\n`);
 const LOST_RETRY_MS = Number(process.env.TSNET_PROXY_RETRY_MS ?? 2000);
 
 // One proxy per socket: the lock is held until this process ends.
@@ -44,8 +43,8 @@ if (!nativeAddon().flock(lockFd, 'ex', true) || !sameLock()) {
 }
 
 // TCP through the native splice relay unless TSNET_PROXY_TCP=streams (see bench/RESULTS.md).
-const tcp = process.env.TSNET_PROXY_TCP === 'streams' ? 'streams' : 'splice';
-const proxy = new UserlandProxy(relayAddon(), { udpIdleMs: Number(arg('--udp-idle-ms') ?? 30000), tcp, log });
+const settings = proxySettings(process.env, arg('--udp-idle-ms'));
+const { proxy, log } = composeProxy(settings);
 
 const stateFile = `${socketPath}.bindings.json`;
 function persist(): void {
@@ -58,10 +57,11 @@ try {
   const saved = JSON.parse(readFileSync(stateFile, 'utf8')) as { bindings: unknown; activate: unknown };
   if (Array.isArray(saved.bindings) && saved.bindings.length) {
     const reply = proxy.handle({ op: 'sync', bindings: saved.bindings, activate: saved.activate === true });
-    log(`restarted: holding ${reply.bindings} of ${saved.bindings.length} bindings${reply.errors?.length ? ` (lost: ${reply.errors.map((e) => `${e.binding.hostIP}:${e.binding.hostPort}/${e.binding.proto} ${e.code}`).join(', ')})` : ''}`);
+    const lost = (reply.errors ?? []).map((e) => `${e.binding.hostIP}:${e.binding.hostPort}/${e.binding.proto} ${e.code}`);
+    log.info({ held: reply.bindings, saved: saved.bindings.length, lost }, 'restarted: holding the saved bindings');
   }
 } catch (err) {
-  if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log(`ignoring unreadable ${stateFile}: ${(err as Error).message}`);
+  if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ err, file: stateFile }, 'ignoring an unreadable bindings file');
 }
 
 setInterval(() => {
@@ -96,14 +96,14 @@ const control = net.createServer((conn) => {
 });
 control.listen(socketPath, () => {
   writeFileSync(`${socketPath}.pid`, String(process.pid));
-  log(`listening on ${socketPath} (tcp relay: ${tcp})`);
+  log.info({ socket: socketPath, tcp: settings.tcp, udpIdleMs: settings.udpIdleMs }, 'listening');
   if (proxy.size === 0) setTimeout(() => proxy.size === 0 && shutdown(), 10_000).unref(); // started for nothing
 });
 
 function shutdown(): void {
   control.close();
   for (const f of [socketPath!, `${socketPath}.pid`, stateFile, lockPath]) rmSync(f, { force: true });
-  log('exiting: no bindings left');
+  log.info('exiting: no bindings left');
   process.exit(0);
 }
 process.on('SIGTERM', shutdown);

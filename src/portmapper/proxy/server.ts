@@ -6,6 +6,7 @@ import net from 'node:net';
 import dgram from 'node:dgram';
 import { closeSync } from 'node:fs';
 import type { RelayAddon } from '../../system/real/addon.js';
+import type { Logger } from '../../log.js';
 import { bindingKey, type ProxyBinding, type ProxyLost, type ProxyReply, type ProxyRequest } from './protocol.js';
 
 interface Held {
@@ -22,7 +23,7 @@ export interface ProxyOptions {
   udpIdleMs: number;
   /** TCP relay: 'splice' (native threads, zero-copy) or 'streams' (Node streams). */
   tcp: 'splice' | 'streams';
-  log: (msg: string) => void;
+  log: Pick<Logger, 'info' | 'warn'>;
 }
 
 export class UserlandProxy {
@@ -59,7 +60,7 @@ export class UserlandProxy {
       const h = this.held.get(key);
       if (h) {
         // An endpoint keeps its addresses for life, so a held port's target never moves.
-        if (h.binding.targetIP !== b.targetIP || h.binding.targetPort !== b.targetPort) this.opts.log(`ignoring a new target for ${key}`);
+        if (h.binding.targetIP !== b.targetIP || h.binding.targetPort !== b.targetPort) this.opts.log.warn({ binding: key }, 'ignoring a new target for a binding already held');
         continue;
       }
       this.lost.delete(key);
@@ -90,7 +91,7 @@ export class UserlandProxy {
       this.lost.delete(key);
       if (!this.bind(key, l.binding)) continue;
       back++;
-      this.opts.log(`${key} is held again`);
+      this.opts.log.info({ binding: key }, 'a lost binding is held again');
       if (this.active) this.activate(this.held.get(key)!);
     }
     return back;
@@ -103,7 +104,7 @@ export class UserlandProxy {
       h.udp = sock;
       h.flows = new Map();
       sock.on('message', (msg, rinfo) => this.relayUdp(h, msg, rinfo));
-      sock.on('error', (err) => this.opts.log(`udp ${bindingKey(h.binding)}: ${err.message}`));
+      sock.on('error', (err) => this.opts.log.warn({ err, binding: bindingKey(h.binding) }, 'udp socket error'));
       sock.bind({ fd: h.fd } as dgram.BindOptions);
       return;
     }
@@ -112,7 +113,7 @@ export class UserlandProxy {
       return;
     }
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (client) => this.pipeTcp(h, client));
-    server.on('error', (err) => this.opts.log(`tcp ${bindingKey(h.binding)}: ${err.message}`));
+    server.on('error', (err) => this.opts.log.warn({ err, binding: bindingKey(h.binding) }, 'tcp listener error'));
     server.listen({ fd: h.fd, backlog: 1024 });
     h.server = server;
   }

@@ -1,32 +1,29 @@
-// The only place that builds the object graph. Entry points call compose() with
-// their settings and get a controller; nothing else holds sockets or state.
+// The composition root: the only place that builds object graphs. Every entry
+// point gets its graph here: the CLI (and next the engine) from compose(), the
+// CNI plugins and their server from ./cni.ts, the userland proxy from ./proxy.ts
+// (separate modules so a process loads only what it runs). Nothing else
+// constructs backends, drivers or kernels.
 import { createHash, randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import type { Logger } from './log.js';
-import type { Kernel } from './system/kernel.js';
-import { createRealSystem } from './system/real/index.js';
-import { onPath } from './system/real/exec.js';
-import { Store } from './store/store.js';
-import { emptyState, parseState, type State } from './controller/model.js';
-import { Controller } from './controller/controller.js';
-import type { Api } from './api/api.js';
-import { LocalApi } from './api/local.js';
-import { DriverRegistry } from './driverapi/driver.js';
-import { NullDriver } from '../drivers/null/index.js';
-import { HostDriver } from '../drivers/host/index.js';
-import { BridgeDriver } from '../drivers/bridge/index.js';
-import { NoFirewall, type FirewallBackend } from './firewall/backend.js';
-import { IptablesBackend } from './firewall/iptables/backend.js';
-import { NftablesBackend } from './firewall/nftables/backend.js';
-import { GenerationMark } from './firewall/mark.js';
-import { ProxyClient } from './portmapper/proxy/client.js';
-import { InvalidConfigError } from './errors.js';
-import type { CniPlugin } from './cni/skel.js';
-import { DEFAULT_RUN_DIR, type CniHost } from './cni/rules.js';
-import { bridgePlugin } from './cni/bridge.js';
-import { portmapPlugin } from './cni/portmap.js';
-import { loopbackPlugin } from './cni/loopback.js';
-import { ipamPlugin } from './cni/ipam.js';
+import type { Logger } from '../log.js';
+import type { Kernel } from '../system/kernel.js';
+import { createRealSystem } from '../system/real/index.js';
+import { onPath } from '../system/real/exec.js';
+import { Store } from '../store/store.js';
+import { emptyState, parseState, type State } from '../controller/model.js';
+import { Controller } from '../controller/controller.js';
+import type { Api } from '../api/api.js';
+import { LocalApi } from '../api/local.js';
+import { DriverRegistry } from '../driverapi/driver.js';
+import { NullDriver } from '../../drivers/null/index.js';
+import { HostDriver } from '../../drivers/host/index.js';
+import { BridgeDriver } from '../../drivers/bridge/index.js';
+import { NoFirewall, type FirewallBackend } from '../firewall/backend.js';
+import { IptablesBackend } from '../firewall/iptables/backend.js';
+import { NftablesBackend } from '../firewall/nftables/backend.js';
+import { GenerationMark } from '../firewall/mark.js';
+import { ProxyClient } from '../portmapper/proxy/client.js';
+import { InvalidConfigError } from '../errors.js';
 
 export type FirewallChoice = 'auto' | 'iptables' | 'nftables' | 'none';
 
@@ -112,16 +109,4 @@ export function compose(settings: Settings, log: Logger, sys: Kernel = createRea
   });
   const api = new LocalApi(controller, { proxy: settings.userlandProxy !== false });
   return { api, controller, sys, store, settings: { ...settings, root, runDir } };
-}
-
-/** The CNI plugins, by executable name, over one kernel and the run directory (TSNET_RUN). */
-export function composeCni(log: Logger, env: NodeJS.ProcessEnv = process.env, sys?: Kernel): Record<string, () => CniPlugin> {
-  let kernel = sys;
-  const host = (): CniHost => ({ sys: (kernel ??= createRealSystem(log)), runDir: resolve(env.TSNET_RUN || DEFAULT_RUN_DIR), log });
-  return {
-    'tsnet-bridge': () => bridgePlugin(host()),
-    'tsnet-portmap': () => portmapPlugin(host()),
-    'tsnet-loopback': () => loopbackPlugin(host().sys),
-    'tsnet-ipam': () => ipamPlugin(host()),
-  };
 }

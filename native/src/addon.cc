@@ -84,17 +84,26 @@ Napi::Value CreateNetns(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// bindMount(src, dst): bind mount src on dst (used to pin /proc/PID/ns/net).
+// bindMount(src, dst, readOnly?): bind mount src on dst (used to pin
+// /proc/PID/ns/net). A read-only bind takes a second, remounting step; if that
+// fails the bind is undone, so the caller sees either both or nothing.
 Napi::Value BindMount(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
-    Napi::TypeError::New(env, "bindMount(src: string, dst: string)").ThrowAsJavaScriptException();
+    Napi::TypeError::New(env, "bindMount(src: string, dst: string, readOnly?: boolean)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   std::string src = info[0].As<Napi::String>().Utf8Value();
   std::string dst = info[1].As<Napi::String>().Utf8Value();
+  bool readOnly = info.Length() > 2 && info[2].ToBoolean().Value();
   if (mount(src.c_str(), dst.c_str(), "none", MS_BIND, nullptr) != 0) {
     ThrowErrno(env, errno, "mount", src + " -> " + dst);
+    return env.Undefined();
+  }
+  if (readOnly && mount("none", dst.c_str(), "none", MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0) {
+    int err = errno;
+    umount2(dst.c_str(), MNT_DETACH);
+    ThrowErrno(env, err, "mount", "remount read-only " + dst);
   }
   return env.Undefined();
 }

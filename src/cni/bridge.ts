@@ -4,20 +4,17 @@
 // routes, and masquerade. The host end's name and alias derive from the
 // attachment (container id + ifname), so DEL and GC find it without the namespace.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Kernel, LinkInfo } from '../system/kernel.js';
 import { formatCidr, formatIp, macFromBytes, parseCidr } from '../ipam/addr.js';
 import { validateIfname, parseMac, parseMtu } from '../plumbing/names.js';
 import { CniError, type CniArgs, type CniPlugin } from './skel.js';
 import { CNI_ERR, parsePrevResult, validAttachments, type CniResult } from './spec.js';
 import { ipamPlugin } from './ipam.js';
-import { applyTagged, attachmentHash, networkTagPrefix, ruleTag, tagged, withFirewallLock, type CniHost } from './rules.js';
+import { applyTagged, attachmentHash, installed, networkTagPrefix, ruleTag, tagged, withFirewallLock, type CniHost } from './rules.js';
 import { CNI_BRIDGE } from '../firewall/ownership.js';
 import { ensureSysctl } from '../plumbing/sysctl.js';
 import { ensureAddresses, ensureBridgeDevice, hasVlans, ifAddress, setPortVlans, type IfAddress, type PortVlans } from '../plumbing/bridge.js';
 import { plugVeth, unplugVeth, type RouteSpec } from '../plumbing/veth.js';
-import { onPath } from '../system/real/exec.js';
 import { ConflictError, SyscallError } from '../errors.js';
 
 const KEYS = ['bridge', 'isGateway', 'isDefaultGateway', 'forceAddress', 'ipMasq', 'hairpinMode', 'promiscMode', 'mtu', 'ipam', 'vlan', 'macspoofchk', 'enabledad', 'preserveDefaultVlan', 'vlanTrunk', 'portIsolation'];
@@ -141,7 +138,7 @@ async function ipam(h: CniHost, a: CniArgs, command: 'ADD' | 'DEL' | 'CHECK' | '
     else await p.gc?.(a);
     return undefined;
   }
-  const bin = a.path.map((d) => join(d, type)).find((p) => existsSync(p));
+  const bin = h.sys.exec.which(type, a.path);
   if (!bin) throw new CniError(CNI_ERR.INVALID_CONFIG, `IPAM plugin "${type}" not found in CNI_PATH (${a.path.join(':')})`);
   const r = await h.sys.exec.run([bin], { input: JSON.stringify(a.conf), env: { ...a.env, CNI_COMMAND: command }, allowFail: true });
   if (r.code !== 0) {
@@ -389,7 +386,7 @@ export function bridgePlugin(h: CniHost): CniPlugin {
     async status(a: CniArgs): Promise<void> {
       parseConf(a);
       // Masquerade needs iptables; the IPAM plugin answers for itself (its own code, 50 or 51).
-      if ((a.conf as { ipMasq?: boolean }).ipMasq && !onPath('iptables-restore', a.env)) {
+      if ((a.conf as { ipMasq?: boolean }).ipMasq && !installed(h, a.env, 'iptables-restore')) {
         throw new CniError(CNI_ERR.NOT_AVAILABLE, 'ipMasq needs iptables-restore, which is not on PATH');
       }
       await ipam(h, a, 'STATUS');

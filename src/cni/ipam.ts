@@ -3,7 +3,6 @@
 // dataDir/NETWORK, named by the address and holding "containerID\nifname", a
 // last_reserved_ip.N per range set, all under an flock). Unlike host-local it
 // implements GC, so addresses of attachments that no longer exist are freed.
-import { accessSync, closeSync, lstatSync, mkdirSync, openSync, readSync, readdirSync, renameSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
 import { cidrContains, cidrLast, formatCidr, formatIp, parseCidr, parseIp, type Cidr } from '../ipam/addr.js';
 import { CNI_NAME_RE, CniError, type CniArgs, type CniPlugin } from './skel.js';
@@ -94,86 +93,45 @@ export function parseIpamConf(raw: unknown): { sets: Range[][]; conf: IpamConf }
   return { sets, conf };
 }
 
-/** mkdir -p, one component at a time: Node's recursive mkdir loops forever where a
- * filesystem answers ENOENT under an existing directory (/proc does). */
-function ensureDir(dir: string): void {
-  let path = '';
-  for (const part of dir.split('/').filter(Boolean)) {
-    path += `/${part}`;
-    try {
-      mkdirSync(path, { mode: 0o755 });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-  }
-}
-
 /** The network's directory: created if missing, and never a symlink (which would put our files elsewhere). */
-function networkDir(dir: string): void {
-  ensureDir(dir);
-  if (!lstatSync(dir).isDirectory()) throw new CniError(CNI_ERR.INVALID_CONFIG, `${dir} is not a directory (a symlink?): tsnet-ipam will not write through it`);
+function networkDir(h: CniHost, dir: string): void {
+  h.sys.files.mkdir(dir, 0o755);
+  if (h.sys.files.kind(dir) !== 'dir') throw new CniError(CNI_ERR.INVALID_CONFIG, `${dir} is not a directory (a symlink?): tsnet-ipam will not write through it`);
 }
 
 /** host-local's lock: an flock on dataDir/NETWORK/lock, waited for without blocking the event loop. */
 async function withLock<T>(h: CniHost, dir: string, fn: () => T): Promise<T> {
-  networkDir(dir);
+  networkDir(h, dir);
   return h.sys.locks.withLock(join(dir, 'lock'), fn);
-}
-
-/** Reads a small file in the network directory, never through a symlink; undefined when absent. */
-function readNoFollow(path: string): string | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
-  } catch {
-    return undefined;
-  }
-  try {
-    const buf = Buffer.alloc(1024);
-    return buf.subarray(0, readSync(fd, buf, 0, buf.length, 0)).toString('utf8');
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Replaces a file by rename (a symlink at the path is replaced, its target untouched). */
-function replaceFile(path: string, text: string): void {
-  const tmp = `${path}.tmp`;
-  try {
-    unlinkSync(tmp);
-  } catch {
-    /* usually absent */
-  }
-  const fd = openSync(tmp, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY | fsc.O_NOFOLLOW, 0o644);
-  try {
-    writeSync(fd, text);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
 }
 
 const owner = (a: { containerId: string; ifname: string }) => `${a.containerId}\n${a.ifname}`;
 const isAddressFile = (f: string) => f !== 'lock' && !f.startsWith('last_reserved_ip') && !f.startsWith('.') && !f.endsWith('.tmp');
 
-function readOwner(dir: string, f: string): { containerId: string; ifname: string } | undefined {
-  const text = readNoFollow(join(dir, f));
+function readOwner(h: CniHost, dir: string, f: string): { containerId: string; ifname: string } | undefined {
+  let text: string | undefined;
+  try {
+    text = h.sys.files.read(join(dir, f), { noFollow: true }); // never through a symlink
+  } catch {
+    text = undefined; // not a readable file: holds nothing
+  }
   if (text === undefined) return undefined;
   const [containerId = '', ifname = ''] = text.split(/\r?\n/);
   return { containerId: containerId.trim(), ifname: ifname.trim() };
 }
 
 /** The addresses held by one attachment, per file name. */
-function heldBy(dir: string, a: { containerId: string; ifname: string }): string[] {
-  return readdirSync(dir).filter(isAddressFile).filter((f) => {
-    const o = readOwner(dir, f);
+function heldBy(h: CniHost, dir: string, a: { containerId: string; ifname: string }): string[] {
+  return h.sys.files.list(dir).filter(isAddressFile).filter((f) => {
+    const o = readOwner(h, dir, f);
     return o && o.containerId === a.containerId && o.ifname === a.ifname;
   });
 }
 
-function allocateIn(dir: string, set: Range[], idx: number, a: CniArgs): CniIp {
+function allocateIn(h: CniHost, dir: string, set: Range[], idx: number, a: CniArgs): CniIp {
+  const { files } = h.sys;
   const family = set[0]!.subnet.family;
-  const mine = heldBy(dir, a).map((f) => parseIp(f)).find((ip) => set.some((r) => cidrContains(r.subnet, ip)));
+  const mine = heldBy(h, dir, a).map((f) => parseIp(f)).find((ip) => set.some((r) => cidrContains(r.subnet, ip)));
   const pick = (r: Range, ip: bigint): CniIp => ({
     address: `${formatIp({ family, value: ip })}/${r.subnet.prefixLen}`,
     ...(r.gateway !== undefined ? { gateway: formatIp({ family, value: r.gateway }) } : {}),
@@ -185,7 +143,7 @@ function allocateIn(dir: string, set: Range[], idx: number, a: CniArgs): CniIp {
   const lastFile = join(dir, `last_reserved_ip.${idx}`);
   let last: bigint | undefined;
   try {
-    last = parseIp((readNoFollow(lastFile) ?? '').trim()).value;
+    last = parseIp((files.read(lastFile, { noFollow: true }) ?? '').trim()).value;
   } catch {
     last = undefined; // absent or not an address: start at the beginning
   }
@@ -210,18 +168,11 @@ function allocateIn(dir: string, set: Range[], idx: number, a: CniArgs): CniIp {
     const r = set[ri]!;
     if (ip !== r.gateway) {
       const name = formatIp({ family, value: ip });
-      try {
-        // O_EXCL also refuses a symlink at the path (the kernel never follows one with O_CREAT|O_EXCL).
-        const fd = openSync(join(dir, name), fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644);
-        try {
-          writeSync(fd, owner(a));
-        } finally {
-          closeSync(fd);
-        }
-        replaceFile(lastFile, name);
+      // O_EXCL: taken by another attachment (or a symlink planted there) is not ours.
+      if (files.create(join(dir, name), owner(a), 0o644)) {
+        // A symlink at last_reserved_ip is replaced, its target untouched.
+        files.replace(lastFile, name, { tmp: `${lastFile}.tmp` });
         return pick(r, ip);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
     }
     if (ip >= r.last) {
@@ -248,10 +199,10 @@ export function ipamPlugin(h: CniHost): CniPlugin {
       const ips = await withLock(h, dir, () => {
         const got: CniIp[] = [];
         try {
-          sets.forEach((set, i) => got.push(allocateIn(dir, set, i, a)));
+          sets.forEach((set, i) => got.push(allocateIn(h, dir, set, i, a)));
         } catch (err) {
           // All or nothing: release what this ADD reserved.
-          for (const f of heldBy(dir, a)) unlinkSync(join(dir, f));
+          for (const f of heldBy(h, dir, a)) h.sys.files.remove(join(dir, f));
           throw err;
         }
         return got;
@@ -266,13 +217,13 @@ export function ipamPlugin(h: CniHost): CniPlugin {
     async del(a: CniArgs): Promise<void> {
       const dir = dirOf(a, parseIpamConf(a.conf.ipam).conf);
       await withLock(h, dir, () => {
-        for (const f of heldBy(dir, a)) unlinkSync(join(dir, f));
+        for (const f of heldBy(h, dir, a)) h.sys.files.remove(join(dir, f));
       });
     },
     async check(a: CniArgs): Promise<void> {
       const { sets, conf } = parseIpamConf(a.conf.ipam);
       const dir = dirOf(a, conf);
-      const held = (await withLock(h, dir, () => heldBy(dir, a))).map((f) => parseIp(f));
+      const held = (await withLock(h, dir, () => heldBy(h, dir, a))).map((f) => parseIp(f));
       for (let i = 0; i < sets.length; i++) {
         if (!held.some((ip) => sets[i]!.some((r) => cidrContains(r.subnet, ip)))) {
           throw new CniError(CNI_ERR.CHECK_FAILED, `${a.containerId}/${a.ifname} holds no address in range set ${i}`);
@@ -285,9 +236,9 @@ export function ipamPlugin(h: CniHost): CniPlugin {
       const valid = new Set(list.map((x) => `${x.containerID}\n${x.ifname}`));
       const dir = dirOf(a, conf);
       await withLock(h, dir, () => {
-        for (const f of readdirSync(dir).filter(isAddressFile)) {
-          const o = readOwner(dir, f);
-          if (o && !valid.has(`${o.containerId}\n${o.ifname}`)) unlinkSync(join(dir, f));
+        for (const f of h.sys.files.list(dir).filter(isAddressFile)) {
+          const o = readOwner(h, dir, f);
+          if (o && !valid.has(`${o.containerId}\n${o.ifname}`)) h.sys.files.remove(join(dir, f));
         }
       });
     },
@@ -295,8 +246,8 @@ export function ipamPlugin(h: CniHost): CniPlugin {
       // Ready when the configuration is valid and the network's directory can be written.
       const dir = dirOf(a, parseIpamConf(a.conf.ipam).conf);
       try {
-        networkDir(dir);
-        accessSync(dir, fsc.W_OK);
+        networkDir(h, dir);
+        if (!h.sys.files.writable(dir)) throw new Error('not writable');
       } catch (err) {
         throw new CniError(CNI_ERR.NOT_AVAILABLE, `tsnet-ipam cannot write its data directory ${dir}: ${(err as Error).message}`);
       }

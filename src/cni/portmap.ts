@@ -16,17 +16,15 @@
 // container's address through (never a name from prevResult); a guard that drops
 // 127.0.0.0/8 arriving on any interface but lo goes in before route_localnet is
 // turned on; and the last DEL that needed it puts both back as they were.
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatIp, parseCidr, parseIp } from '../ipam/addr.js';
 import { CniError, type CniArgs, type CniPlugin } from './skel.js';
 import { CNI_ERR, parsePrevResult, validAttachments, type CniResult } from './spec.js';
-import { applyTagged, cniRunDir, networkTagPrefix, ruleTag, tagged, withFirewallLock, type CniHost } from './rules.js';
+import { applyTagged, cniRunDir, installed, networkTagPrefix, ruleTag, tagged, withFirewallLock, type CniHost } from './rules.js';
 import { parseIptablesSave } from '../firewall/iptables/parse.js';
 import { CNI_PORTMAP } from '../firewall/ownership.js';
 import { ifaceText } from '../firewall/text.js';
 import { CommandError } from '../errors.js';
-import { onPath } from '../system/real/exec.js';
 
 const KEYS = ['snat', 'backend', 'markMasqBit', 'externalSetMarkChain', 'conditionsV4', 'conditionsV6'];
 const [DNAT_CHAIN, SNAT_CHAIN, GUARD_CHAIN] = CNI_PORTMAP.chains;
@@ -42,10 +40,10 @@ interface Mapping {
 
 type Backend = 'iptables' | 'nftables';
 
-function backendOf(a: CniArgs): Backend {
+function backendOf(h: CniHost, a: CniArgs): Backend {
   const b = (a.conf as Record<string, unknown>).backend;
   // Unset: iptables (the reference's default) unless only nft is installed.
-  if (b === undefined) return !onPath('iptables-restore', a.env) && onPath('nft', a.env) ? 'nftables' : 'iptables';
+  if (b === undefined) return !installed(h, a.env, 'iptables-restore') && installed(h, a.env, 'nft') ? 'nftables' : 'iptables';
   if (b !== 'iptables' && b !== 'nftables') throw new CniError(CNI_ERR.INVALID_CONFIG, `backend must be "iptables" or "nftables" (got ${JSON.stringify(b)})`);
   return b;
 }
@@ -263,19 +261,18 @@ const localnetKey = (ifname: string) => `net/ipv4/conf/${ifname}/route_localnet`
 
 function enableLocalnet(h: CniHost, ifname: string): void {
   if (h.sys.sysctl.get(localnetKey(ifname)) !== '0') return; // on already (not ours to undo), or no such interface
-  mkdirSync(markerDir(h), { recursive: true, mode: 0o700 });
-  writeFileSync(join(markerDir(h), ifname), '');
+  h.sys.files.mkdir(markerDir(h), 0o700);
+  h.sys.files.write(join(markerDir(h), ifname), '');
   h.sys.sysctl.set(localnetKey(ifname), '1');
 }
 
 /** Turns route_localnet off where we turned it on and no remaining rule leads 127/8 there. */
 function releaseLocalnet(h: CniHost, remaining: string[]): void {
-  if (!existsSync(markerDir(h))) return;
-  for (const ifname of readdirSync(markerDir(h))) {
+  for (const ifname of h.sys.files.list(markerDir(h))) {
     const used = remaining.some((r) => r.includes(`-o ${ifname} `) || r.includes(`oifname "${ifname}"`));
     if (used) continue;
     if (h.sys.sysctl.get(localnetKey(ifname)) === '1') h.sys.sysctl.set(localnetKey(ifname), '0');
-    rmSync(join(markerDir(h), ifname), { force: true });
+    h.sys.files.remove(join(markerDir(h), ifname));
   }
 }
 
@@ -286,7 +283,7 @@ export function portmapPlugin(h: CniHost): CniPlugin {
     withFirewallLock(h, async () => {
       // route_localnet goes off before the rules (and the guard) that covered it.
       const release = (left: string[]) => releaseLocalnet(h, left);
-      if (backendOf(a) === 'nftables') await applyNft(h, [], [], remove, release);
+      if (backendOf(h, a) === 'nftables') await applyNft(h, [], [], remove, release);
       else await applyIpt(h, { 4: [], 6: [] }, { 4: [], 6: [] }, remove, release);
     });
   return {
@@ -298,7 +295,7 @@ export function portmapPlugin(h: CniHost): CniPlugin {
       if (!maps.length) return { ...prev, cniVersion: a.conf.cniVersion };
       const snat = (a.conf as { snat?: unknown }).snat !== false;
       const tag = tagOf(a);
-      const backend = backendOf(a);
+      const backend = backendOf(h, a);
       const v4 = ips.find((x) => x.family === 4)?.ip;
       // 127.0.0.1 reaches the container through the interface its address is routed by.
       const localnetIf = snat && v4 ? await routedInterface(h, v4) : undefined;
@@ -331,7 +328,7 @@ export function portmapPlugin(h: CniHost): CniPlugin {
       const maps = parseMappings(a);
       if (!maps.length) return;
       const ips = containerIps(a);
-      if (backendOf(a) === 'nftables') {
+      if (backendOf(h, a) === 'nftables') {
         const have = ((await nftRules(h)) ?? []).filter((x) => x.chain === 'prerouting').map((x) => x.rule);
         for (const r of nftRulesFor(tagOf(a), maps, ips, false, undefined).dnat) if (!have.includes(r)) throw new CniError(CNI_ERR.CHECK_FAILED, `port mapping rule missing: ${r}`);
         return;
@@ -348,9 +345,9 @@ export function portmapPlugin(h: CniHost): CniPlugin {
       await removeMatching(a, tagged('', { prefix: networkTagPrefix('tsnet-pm', a.conf.name), keep }));
     },
     async status(a: CniArgs): Promise<void> {
-      const backend = backendOf(a);
+      const backend = backendOf(h, a);
       const tool = backend === 'nftables' ? 'nft' : 'iptables-restore';
-      if (!onPath(tool, a.env)) throw new CniError(CNI_ERR.NOT_AVAILABLE, `backend ${backend} needs ${tool}, which is not on PATH`);
+      if (!installed(h, a.env, tool)) throw new CniError(CNI_ERR.NOT_AVAILABLE, `backend ${backend} needs ${tool}, which is not on PATH`);
     },
   };
 }

@@ -7,11 +7,10 @@
 // run directory): iptables-restore --noflush empties a chain it is told to declare,
 // so two first ADDs that both saw "no chain yet" would wipe each other's rules.
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseIptablesSave } from '../firewall/iptables/parse.js';
 import { commentText } from '../firewall/text.js';
-import type { ExecRunner, Kernel } from '../system/kernel.js';
+import { DEFAULT_PATH, type ExecRunner, type Kernel } from '../system/kernel.js';
 import type { Logger } from '../log.js';
 import { CommandError } from '../errors.js';
 
@@ -31,9 +30,12 @@ export const cniRunDir = (runDir: string) => join(runDir, 'cni');
 /** Runs fn holding the host-wide lock of the CNI plugins' firewall rules and sysctls. */
 export async function withFirewallLock<T>(h: CniHost, fn: () => Promise<T>): Promise<T> {
   const dir = cniRunDir(h.runDir);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  h.sys.files.mkdir(dir, 0o700);
   return h.sys.locks.withLock(dir, fn);
 }
+
+/** Whether the caller's PATH (CNI's environment, else the default one) has a program. */
+export const installed = (h: CniHost, env: NodeJS.ProcessEnv, cmd: string) => h.sys.exec.which(cmd, env.PATH ?? DEFAULT_PATH) !== undefined;
 
 export const attachmentHash = (containerId: string, ifname: string) => createHash('sha256').update(`${containerId}\n${ifname}`).digest('hex');
 

@@ -8,7 +8,6 @@ import { join, resolve } from 'node:path';
 import type { Logger } from '../log.js';
 import type { Kernel } from '../system/kernel.js';
 import { createRealSystem } from '../system/real/index.js';
-import { onPath } from '../system/real/exec.js';
 import { Store } from '../store/store.js';
 import { emptyState, parseState, type State } from '../controller/model.js';
 import { Controller } from '../controller/controller.js';
@@ -55,11 +54,9 @@ function parseSweep(v: string | undefined): number | undefined {
   return Number(v);
 }
 
-export { onPath };
-
 export function chooseFirewall(choice: FirewallChoice, sys: Kernel, log: Logger, runDir: string): FirewallBackend {
   const fwLog = log.child({ component: 'firewall' });
-  const mark = (name: string) => new GenerationMark(name, () => sys.firewallGeneration(), join(runDir, 'firewall.mark'));
+  const mark = (name: string) => new GenerationMark(name, () => sys.firewallGeneration(), { files: sys.files, path: join(runDir, 'firewall.mark') });
   const iptables = () => new IptablesBackend(sys.exec, fwLog, mark('iptables'));
   const nftables = () => new NftablesBackend(sys.exec, fwLog, mark('nftables'));
   switch (choice) {
@@ -71,8 +68,8 @@ export function chooseFirewall(choice: FirewallChoice, sys: Kernel, log: Logger,
       return new NoFirewall();
     case 'auto':
       // iptables first (what Docker users expect to see, TSNET-USER included), nftables otherwise.
-      if (onPath('iptables-restore') && onPath('iptables-save')) return iptables();
-      if (onPath('nft')) return nftables();
+      if (sys.exec.which('iptables-restore') && sys.exec.which('iptables-save')) return iptables();
+      if (sys.exec.which('nft')) return nftables();
       log.warn('neither iptables nor nft found: running without firewall rules (no masquerade, isolation or port mapping); install iptables or nftables');
       return new NoFirewall();
     default:
@@ -96,7 +93,7 @@ export function compose(settings: Settings, log: Logger, sys: Kernel = createRea
   const root = resolve(settings.root);
   const runDir = resolve(settings.runDir);
   const instance = instanceTag(root);
-  const store = new Store<State>(root, emptyState, log.child({ component: 'store' }), { validate: parseState, locks: sys.locks });
+  const store = new Store<State>(root, emptyState, log.child({ component: 'store' }), { validate: parseState, kernel: sys });
   const drivers = new DriverRegistry().register(new BridgeDriver(instance)).register(new HostDriver()).register(new NullDriver());
   const firewall = chooseFirewall(settings.firewall, sys, log, runDir);
   const controller = new Controller({

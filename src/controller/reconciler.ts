@@ -4,7 +4,6 @@
 // flight, drops sandboxes whose namespace is gone, re-creates missing bridges and
 // veths, removes tsnet-tagged links and namespace pins nobody owns, and rewrites
 // the firewall if it differs from what the networks need.
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import type { StoreTx } from '../store/store.js';
@@ -14,13 +13,14 @@ import type { Publisher } from './publish.js';
 import type { Networks } from './networks.js';
 import type { Endpoints } from './endpoints.js';
 import type { Sandboxes } from './sandboxes.js';
+import type { FileOps } from '../system/kernel.js';
 
 /** How long a full sweep of endpoints and leaked objects stays fresh for ordinary commands. */
 export const SWEEP_INTERVAL_MS = 30_000;
 
-function bootId(): string {
+function bootId(files: FileOps): string {
   try {
-    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return files.read('/proc/sys/kernel/random/boot_id')?.trim() ?? 'unknown';
   } catch {
     return 'unknown';
   }
@@ -139,9 +139,11 @@ export class Reconciler {
 
   /** Whether the O(endpoints) sweep is due: never done since boot, or done too long ago. */
   private sweepDue(): boolean {
+    const { files } = this.core.d.sys;
     try {
-      const m = JSON.parse(readFileSync(this.markPath(), 'utf8')) as { boot: string; at: number };
-      return m.boot !== bootId() || Date.now() - m.at >= (this.core.d.sweepIntervalMs ?? SWEEP_INTERVAL_MS) || Date.now() < m.at;
+      const m = JSON.parse(files.read(this.markPath()) ?? 'null') as { boot: string; at: number } | null;
+      if (!m) return true;
+      return m.boot !== bootId(files) || Date.now() - m.at >= (this.core.d.sweepIntervalMs ?? SWEEP_INTERVAL_MS) || Date.now() < m.at;
     } catch {
       return true;
     }
@@ -187,20 +189,14 @@ export class Reconciler {
     }
     const pins = new Set(Object.values(s.sandboxes).map((x) => x.key));
     const pinDir = join(core.d.runDir, 'netns');
-    let entries: string[] = [];
-    try {
-      entries = readdirSync(pinDir);
-    } catch {
-      entries = [];
-    }
-    for (const e of entries) {
+    for (const e of core.d.sys.files.list(pinDir)) {
       const p = join(pinDir, e);
       if (!pins.has(p)) {
         log.info({ path: p }, 'removing leaked namespace pin');
         await attempt(`leaked namespace ${p}`, () => core.d.sys.netns.remove(p));
       }
     }
-    mkdirSync(core.d.runDir, { recursive: true });
-    writeFileSync(this.markPath(), JSON.stringify({ boot: bootId(), at: Date.now() }));
+    core.d.sys.files.mkdir(core.d.runDir);
+    core.d.sys.files.replace(this.markPath(), JSON.stringify({ boot: bootId(core.d.sys.files), at: Date.now() }));
   }
 }

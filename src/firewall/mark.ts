@@ -4,8 +4,8 @@
 // was wanted; a later reconcile with the same generation and the same wish can
 // skip reading the kernel. The mark lives in the run directory: a reboot forgets it.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { FileOps } from '../system/kernel.js';
 
 interface Mark {
   gen: number;
@@ -19,22 +19,25 @@ export class GenerationMark {
   constructor(
     private readonly backend: string,
     private readonly generation: (() => Promise<number | undefined>) | undefined,
-    private readonly file: string | undefined,
+    /** Where the mark is kept; none: never trusted (every check reads the kernel). */
+    private readonly file: { files: FileOps; path: string } | undefined,
   ) {}
 
   private read(): Mark | undefined {
     if (!this.file) return undefined;
     try {
-      return JSON.parse(readFileSync(this.file, 'utf8')) as Mark;
+      const text = this.file.files.read(this.file.path);
+      return text === undefined ? undefined : (JSON.parse(text) as Mark);
     } catch {
-      return undefined;
+      return undefined; // unreadable or torn: no mark, the kernel is read
     }
   }
 
   private write(m: Mark | undefined): void {
     if (!this.file) return;
-    mkdirSync(dirname(this.file), { recursive: true });
-    writeFileSync(this.file, m ? JSON.stringify(m) : '{}');
+    const { files, path } = this.file;
+    files.mkdir(dirname(path));
+    files.replace(path, m ? JSON.stringify(m) : '{}');
   }
 
   clear(): void {

@@ -5,12 +5,12 @@
 // need no lock because a rename is atomic. Every write keeps the state it replaces
 // as state.json.bak, and a state file that fails validation is reported with where
 // it is and how to recover, never as a JavaScript error.
-import { existsSync, linkSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SyscallError, TsnetError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { LockOps } from '../system/kernel.js';
+import type { FileOps, LockOps } from '../system/kernel.js';
 import { RealLocks } from '../system/real/lock.js';
+import { RealFiles } from '../system/real/files.js';
 
 export interface StoreTx<S> {
   /** The state as of lock time (or after the last write in this transaction). */
@@ -22,7 +22,8 @@ export interface StoreTx<S> {
 export interface StoreOptions<S> {
   /** Checks a parsed document; throws (any error, its message is shown) when it is not a valid state. */
   validate?: (raw: unknown) => S;
-  locks?: LockOps;
+  /** The files and locks it is kept with (default: the real kernel's). */
+  kernel?: { files: FileOps; locks: LockOps };
 }
 
 export class StateInvalidError extends TsnetError {
@@ -35,6 +36,7 @@ export class Store<S> {
   readonly stateFile: string;
   readonly backupFile: string;
   private readonly locks: LockOps;
+  private readonly files: FileOps;
 
   constructor(
     readonly dir: string,
@@ -44,23 +46,25 @@ export class Store<S> {
   ) {
     this.stateFile = join(dir, 'state.json');
     this.backupFile = join(dir, 'state.json.bak');
-    this.locks = opts.locks ?? new RealLocks();
+    this.locks = opts.kernel?.locks ?? new RealLocks();
+    this.files = opts.kernel?.files ?? new RealFiles();
   }
 
   /** Lock-free snapshot read (returns the initial state when nothing was written yet). */
   read(): S {
-    let text: string;
+    let text: string | undefined;
     try {
-      text = readFileSync(this.stateFile, 'utf8');
+      text = this.files.read(this.stateFile);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return this.initial();
-      throw new SyscallError('read', (err as NodeJS.ErrnoException).code ?? 'EIO', `state file ${this.stateFile} is unreadable: ${(err as Error).message}`, { cause: err });
+      const e = err as SyscallError;
+      throw new SyscallError(e.syscall ?? 'read', e.errno ?? 'EIO', `state file ${this.stateFile} is unreadable: ${e.message}`, { cause: err });
     }
+    if (text === undefined) return this.initial();
     try {
       const raw: unknown = JSON.parse(text);
       return this.opts.validate ? this.opts.validate(raw) : (raw as S);
     } catch (err) {
-      const backup = existsSync(this.backupFile)
+      const backup = this.files.kind(this.backupFile) !== undefined
         ? `the previous state is in ${this.backupFile}: restore it with 'cp ${this.backupFile} ${this.stateFile}'`
         : `no backup exists: move it away to start from an empty state (kernel objects it described are then left behind)`;
       throw new StateInvalidError(`state file ${this.stateFile} is invalid (${(err as Error).message}); ${backup}`, { cause: err });
@@ -68,29 +72,31 @@ export class Store<S> {
   }
 
   private writeAtomic(state: S): void {
+    // The new state first: a full disk fails here and changes nothing, backup included.
     const tmp = `${this.stateFile}.${process.pid}.tmp`;
     try {
-      writeFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
+      this.files.remove(tmp); // ours from a pid reused
+      if (!this.files.create(tmp, JSON.stringify(state), 0o600)) throw new SyscallError('open', 'EEXIST', `${tmp} exists`);
     } catch (err) {
-      rmSync(tmp, { force: true }); // a full disk must not leave a partial file behind
-      const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-      throw new SyscallError('write', code, `cannot write the state file ${this.stateFile}: ${(err as Error).message}`, { cause: err });
+      this.files.remove(tmp); // a full disk must not leave a partial file behind
+      const e = err as SyscallError;
+      throw new SyscallError('write', e.errno ?? 'EIO', `cannot write the state file ${this.stateFile}: ${e.message}`, { cause: err });
     }
     // The state being replaced was validated when this transaction read it: keep it.
     try {
-      rmSync(`${this.backupFile}.tmp`, { force: true });
-      linkSync(this.stateFile, `${this.backupFile}.tmp`);
-      renameSync(`${this.backupFile}.tmp`, this.backupFile);
+      this.files.remove(`${this.backupFile}.tmp`);
+      this.files.link(this.stateFile, `${this.backupFile}.tmp`);
+      this.files.rename(`${this.backupFile}.tmp`, this.backupFile);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ err }, 'could not keep a backup of the state file');
+      if ((err as SyscallError).errno !== 'ENOENT') this.log.warn({ err }, 'could not keep a backup of the state file');
     }
-    renameSync(tmp, this.stateFile);
+    this.files.rename(tmp, this.stateFile);
   }
 
   /** Temp files of writers that died mid-write (we hold the lock: nobody is writing). */
   private removeStaleTemps(): void {
-    for (const f of readdirSync(this.dir)) {
-      if (/^state\.json\.\d+\.tmp$/.test(f)) rmSync(join(this.dir, f), { force: true });
+    for (const f of this.files.list(this.dir)) {
+      if (/^state\.json\.\d+\.tmp$/.test(f)) this.files.remove(join(this.dir, f));
     }
   }
 
@@ -99,7 +105,7 @@ export class Store<S> {
    * kernel if this process dies, so a SIGKILL never wedges the store.
    */
   async transact<T>(fn: (tx: StoreTx<S>) => Promise<T>): Promise<T> {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.files.mkdir(this.dir, 0o700);
     return this.locks.withLock(this.dir, async () => {
       this.removeStaleTemps();
       let current = this.read();

@@ -85,9 +85,29 @@ export interface ExecResult {
   code: number;
 }
 
+/** The PATH a process without one searches. */
+export const DEFAULT_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** which(1) over any filesystem: the first dir holding cmd as a file (a name with a slash is never looked up). */
+export function findCommand(cmd: string, dirs: string | readonly string[], isFile: (path: string) => boolean): string | undefined {
+  if (cmd === '' || cmd.includes('/') || cmd === '.' || cmd === '..') return undefined;
+  const list = typeof dirs === 'string' ? dirs.split(':') : dirs;
+  for (const d of list) {
+    if (!d) continue;
+    const p = `${d.replace(/\/+$/, '')}/${cmd}`;
+    if (isFile(p)) return p;
+  }
+  return undefined;
+}
+
 export interface ExecRunner {
   /** Runs argv; rejects with CommandError on a non-zero exit unless allowFail. env replaces the environment. */
   run(argv: readonly string[], opts?: { input?: string; allowFail?: boolean; env?: NodeJS.ProcessEnv }): Promise<ExecResult>;
+  /**
+   * Where a command is: the first of dirs (a PATH string or a list; default the
+   * process's PATH) holding it. A name with a slash is never looked up (undefined).
+   */
+  which(cmd: string, dirs?: string | readonly string[]): string | undefined;
 }
 
 export interface NetnsOps {
@@ -121,6 +141,56 @@ export interface LockOps {
   withLock<T>(path: string, fn: () => Promise<T> | T): Promise<T>;
 }
 
+export type FileKind = 'file' | 'dir' | 'symlink' | 'other';
+
+/**
+ * Files: the state store, CNI leases, marks and markers, /proc and cgroup control
+ * files. Failures are SyscallErrors carrying the kernel's errno (ENOENT for a
+ * missing parent, ENOTDIR, EISDIR, EEXIST, ...), the same from the fake.
+ */
+export interface FileOps {
+  /** The file's text; undefined when nothing is there (and, with noFollow, when a symlink is). */
+  read(path: string, opts?: { noFollow?: boolean }): string | undefined;
+  /**
+   * Writes a file. Default: created (with mode) or truncated. existing: only a file
+   * that is already there (a /proc or cgroup control file), ENOENT otherwise.
+   */
+  write(path: string, text: string, opts?: { mode?: number; existing?: boolean }): void;
+  /** Creates a file only where nothing is (O_EXCL: a symlink there counts): false when taken. */
+  create(path: string, text: string, mode?: number): boolean;
+  /**
+   * Replaces path through a temp file and a rename (tmp: its name, default
+   * PATH.PID.tmp): readers see the old text or the new, never part; a symlink at
+   * path is replaced, its target untouched; a failed write leaves no temp behind.
+   */
+  replace(path: string, text: string, opts?: { mode?: number; tmp?: string }): void;
+  /** Names in a directory, sorted; [] when it does not exist. */
+  list(dir: string): string[];
+  /** What is at path, without following a symlink there; undefined when nothing is. */
+  kind(path: string): FileKind | undefined;
+  /** mkdir -p, one component at a time (mode for the ones it makes). */
+  mkdir(path: string, mode?: number): void;
+  /** Removes a file, a symlink or an empty directory (a cgroup); false when nothing was there. */
+  remove(path: string): boolean;
+  rename(from: string, to: string): void;
+  /** A second name for a file (a hard link). */
+  link(existing: string, path: string): void;
+  /** A symlink at path pointing to target (EEXIST when something is there). */
+  symlink(target: string, path: string): void;
+  /** Whether this process may create files in dir. */
+  writable(dir: string): boolean;
+}
+
+/** Mounts of our mount namespace (the runtime's rootfs work happens in native code after fork). */
+export interface MountOps {
+  /** Bind-mounts source on target (which must exist); readOnly remounts the bind read-only. */
+  bind(source: string, target: string, opts?: { readOnly?: boolean }): void;
+  /** Unmounts target (detach: lazily, MNT_DETACH); false when nothing was mounted there. */
+  unmount(target: string, opts?: { detach?: boolean }): boolean;
+  /** Whether a mount sits on path (compared with its parent directory's device and its own mount id). */
+  isMountPoint(path: string): boolean;
+}
+
 export interface Kernel {
   /** rtnetlink handle for our own namespace (nsFd undefined) or the one behind nsFd. */
   netlink(nsFd?: number): NetlinkHandle;
@@ -128,6 +198,8 @@ export interface Kernel {
   exec: ExecRunner;
   sysctl: SysctlOps;
   locks: LockOps;
+  files: FileOps;
+  mounts: MountOps;
   /** nftables ruleset generation of our namespace (undefined where nftables is absent). */
   firewallGeneration(): Promise<number | undefined>;
   /** Whether another program holds a port ('' = any address), probed by binding it. */

@@ -18,6 +18,8 @@ import { isRoot } from '../integration/harness.js';
 
 interface Subject {
   k: Kernel;
+  /** A fresh, empty directory of the test's own (on disk for the real kernel, in memory for the fake). */
+  dir: string;
   /** A fresh namespace: its pin path and an open fd. */
   ns(): { path: string; fd: number };
   done(): void;
@@ -38,8 +40,10 @@ function subject(kind: 'fake' | 'real'): Subject {
   const dir = mkdtempSync(join(tmpdir(), 'tsnet-contract-'));
   const k: Kernel = kind === 'fake' ? new FakeKernel({ bridgeVlanFiltering: isRoot ? realVlanFiltering() : false }) : createRealSystem(silentLogger());
   const made: Array<{ path: string; fd: number }> = [];
+  if (kind === 'fake') k.files.mkdir(dir);
   return {
     k,
+    dir,
     ns: () => {
       const path = join(dir, `ns${made.length}`);
       k.netns.create(path);
@@ -191,6 +195,134 @@ for (const kind of kinds) {
       assert.notEqual(ia, s.k.netns.inode(b.path), 'two namespaces, two identities');
       assert.notEqual(ia, s.k.netns.inode('/proc/self/ns/net'), 'not ours');
       assert.equal(s.k.netns.inode(join(tmpdir(), 'tsnet-no-such-ns')), undefined);
+    } finally {
+      s.done();
+    }
+  });
+
+  test(`kernel contract (${kind}): files: read, write, create exclusive, list, kind, mkdir -p, remove`, () => {
+    const s = subject(kind);
+    const f = s.k.files;
+    const p = (x: string) => join(s.dir, x);
+    try {
+      assert.equal(f.read(p('none')), undefined, 'nothing there reads as undefined');
+      assert.equal(f.read(p('no/such/dir/x')), undefined);
+      assert.throws(() => f.write(p('no/such/x'), 'a'), (e) => errno(e) === 'ENOENT', 'a missing parent');
+      assert.throws(() => f.write(p('none'), 'a', { existing: true }), (e) => errno(e) === 'ENOENT', 'a control file is never created');
+      f.write(p('a'), 'one');
+      f.write(p('a'), 'two', { existing: true });
+      assert.equal(f.read(p('a')), 'two');
+      assert.throws(() => f.write(p('a/b'), 'x'), (e) => errno(e) === 'ENOTDIR', 'through a file');
+      assert.throws(() => f.read(s.dir), (e) => errno(e) === 'EISDIR');
+      assert.equal(f.create(p('c'), 'first'), true);
+      assert.equal(f.create(p('c'), 'second'), false, 'taken');
+      assert.equal(f.read(p('c')), 'first');
+      f.mkdir(p('d/e/f'), 0o700);
+      f.mkdir(p('d/e/f'));
+      assert.equal(f.kind(p('d/e')), 'dir');
+      assert.throws(() => f.mkdir(p('a/x')), (e) => errno(e) === 'ENOTDIR');
+      assert.deepEqual(f.list(s.dir), ['a', 'c', 'd']);
+      assert.deepEqual(f.list(p('none')), []);
+      assert.throws(() => f.list(p('a')), (e) => errno(e) === 'ENOTDIR');
+      assert.equal(f.kind(p('a')), 'file');
+      assert.equal(f.kind(p('none')), undefined);
+      assert.throws(() => f.remove(p('d')), (e) => errno(e) === 'ENOTEMPTY', 'a directory goes only when empty');
+      assert.equal(f.remove(p('d/e/f')), true, 'an empty directory (a cgroup) goes');
+      assert.equal(f.remove(p('a')), true);
+      assert.equal(f.remove(p('a')), false, 'twice: nothing there');
+      assert.equal(f.writable(s.dir), true);
+      assert.equal(f.writable(p('none')), false);
+    } finally {
+      s.done();
+    }
+  });
+
+  test(`kernel contract (${kind}): files: symlinks are never written through by create, replace or noFollow reads; rename, link`, () => {
+    const s = subject(kind);
+    const f = s.k.files;
+    const p = (x: string) => join(s.dir, x);
+    try {
+      f.write(p('target'), 'secret');
+      f.symlink(p('target'), p('link'));
+      assert.throws(() => f.symlink(p('target'), p('link')), (e) => errno(e) === 'EEXIST');
+      assert.equal(f.kind(p('link')), 'symlink');
+      assert.equal(f.read(p('link')), 'secret', 'a plain read follows');
+      assert.equal(f.read(p('link'), { noFollow: true }), undefined, 'noFollow: a symlink holds nothing');
+      f.symlink(p('dangling-target'), p('dangling'));
+      assert.equal(f.create(p('dangling'), 'x'), false, 'O_EXCL refuses a symlink, even a dangling one');
+      assert.equal(f.kind(p('dangling-target')), undefined, 'and creates nothing at its target');
+      f.replace(p('link'), 'mine', { tmp: p('link.tmp') });
+      assert.equal(f.kind(p('link')), 'file', 'replace puts a file where the symlink was');
+      assert.equal(f.read(p('target')), 'secret', 'the target is untouched');
+      assert.equal(f.kind(p('link.tmp')), undefined, 'no temp left');
+      f.replace(p('r'), 'v1', { mode: 0o600 });
+      f.replace(p('r'), 'v2');
+      assert.equal(f.read(p('r')), 'v2');
+      assert.deepEqual(f.list(s.dir).filter((x) => x.endsWith('.tmp')), [], 'no temps left');
+      assert.throws(() => f.replace(p('none/r'), 'x'), (e) => errno(e) === 'ENOENT');
+      f.link(p('r'), p('r2'));
+      assert.throws(() => f.link(p('r'), p('r2')), (e) => errno(e) === 'EEXIST');
+      assert.throws(() => f.link(p('none'), p('r3')), (e) => errno(e) === 'ENOENT');
+      f.write(p('r2'), 'through the second name');
+      assert.equal(f.read(p('r')), 'through the second name', 'one file, two names');
+      f.rename(p('r2'), p('r3'));
+      assert.equal(f.kind(p('r2')), undefined);
+      assert.equal(f.read(p('r3')), 'through the second name');
+      assert.throws(() => f.rename(p('none'), p('x')), (e) => errno(e) === 'ENOENT');
+      f.mkdir(p('full/sub'));
+      assert.throws(() => f.rename(p('r3'), p('full')), (e) => errno(e) === 'EISDIR');
+      f.mkdir(p('tree/a'));
+      f.write(p('tree/a/leaf'), 'x');
+      f.rename(p('tree'), p('moved'));
+      assert.equal(f.read(p('moved/a/leaf')), 'x', 'a directory takes its subtree');
+      assert.equal(f.remove(p('link')), true);
+      assert.equal(f.remove(p('dangling')), true, 'a symlink is removed, not its target');
+    } finally {
+      s.done();
+    }
+  });
+
+  test(`kernel contract (${kind}): which finds a program file on a PATH, never a directory or a path`, () => {
+    const s = subject(kind);
+    const f = s.k.files;
+    try {
+      f.mkdir(join(s.dir, 'bin/tool-dir'));
+      f.write(join(s.dir, 'bin/tool'), '#!/bin/sh\n', { mode: 0o755 });
+      const bin = join(s.dir, 'bin');
+      assert.equal(s.k.exec.which('tool', [join(s.dir, 'none'), bin]), join(bin, 'tool'));
+      assert.equal(s.k.exec.which('tool', `${join(s.dir, 'none')}::${bin}`), join(bin, 'tool'), 'a PATH string, empty entries skipped');
+      assert.equal(s.k.exec.which('tool-dir', [bin]), undefined, 'a directory is not a program');
+      assert.equal(s.k.exec.which('../bin/tool', [bin]), undefined, 'a name with a slash is never looked up');
+      assert.equal(s.k.exec.which('absent', [bin]), undefined);
+    } finally {
+      s.done();
+    }
+  });
+
+  test(`kernel contract (${kind}): bind mounts, read-only binds, unmount once`, { skip: kind === 'real' && !isRoot ? 'needs root (mounts)' : false }, () => {
+    const s = subject(kind);
+    const f = s.k.files;
+    const m = s.k.mounts;
+    const p = (x: string) => join(s.dir, x);
+    try {
+      f.write(p('src'), 'source');
+      f.write(p('dst'), 'under');
+      f.write(p('ro'), 'under');
+      assert.equal(m.isMountPoint(p('dst')), false);
+      assert.throws(() => m.bind(p('none'), p('dst')), (e) => errno(e) === 'ENOENT');
+      assert.throws(() => m.bind(p('src'), p('none')), (e) => errno(e) === 'ENOENT', 'the target must exist');
+      m.bind(p('src'), p('dst'));
+      m.bind(p('src'), p('ro'), { readOnly: true });
+      try {
+        assert.equal(m.isMountPoint(p('dst')), true);
+        assert.throws(() => f.write(p('ro'), 'x', { existing: true }), (e) => errno(e) === 'EROFS', 'a read-only bind refuses writes');
+      } finally {
+        assert.equal(m.unmount(p('dst')), true);
+        assert.equal(m.unmount(p('ro'), { detach: true }), true);
+      }
+      assert.equal(m.unmount(p('dst')), false, 'twice: nothing mounted');
+      assert.equal(m.isMountPoint(p('dst')), false);
+      f.write(p('ro'), 'writable again', { existing: true });
     } finally {
       s.done();
     }

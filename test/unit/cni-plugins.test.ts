@@ -3,8 +3,6 @@
 // binaries on the real kernel are tested in test/cni/.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeKernel } from '../../src/system/fake/index.js';
 import { runCni, type CniPlugin } from '../../src/cni/skel.js';
@@ -15,8 +13,8 @@ import { silentLogger } from '../../src/log.js';
 const NS = '/fake/netns/c1';
 
 function world(opts: { vlans?: boolean } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'tsnet-cniu-'));
   const k = new FakeKernel({ bridgeVlanFiltering: opts.vlans });
+  const dir = '/tmp/tsnet-cniu'; // in the fake's filesystem
   k.netns.create(NS);
   const ns = k.pins.get(NS)!;
   const h = { sys: k, runDir: join(dir, 'run'), log: silentLogger() };
@@ -29,9 +27,9 @@ function world(opts: { vlans?: boolean } = {}) {
     const r = await runCni(plugin, { env: { CNI_COMMAND: command, CNI_CONTAINERID: 'c1', CNI_NETNS: NS, CNI_IFNAME: 'eth0', CNI_PATH: '/nonexistent', ...env }, stdin });
     return { code: r.code, out: r.stdout ? JSON.parse(r.stdout) : undefined };
   };
-  const leases = () => (existsSync(join(dir, 'ipam', 'net1')) ? readdirSync(join(dir, 'ipam', 'net1')).filter((f) => /^\d/.test(f)) : []);
+  const leases = () => k.files.list(join(dir, 'ipam', 'net1')).filter((f) => /^\d/.test(f));
   const link = (name: string, where = k.host) => [...where.links.values()].find((l) => l.name === name);
-  const done = () => rmSync(dir, { recursive: true, force: true });
+  const done = () => undefined; // nothing outside the fake
   return { k, ns, h, conf, call, leases, link, done };
 }
 

@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Store } from '../../src/store/store.js';
 import { silentLogger } from '../../src/log.js';
+import { FakeKernel } from '../../src/system/fake/index.js';
+import { SyscallError } from '../../src/errors.js';
 
 const storeModule = fileURLToPath(new URL('../../src/store/store.js', import.meta.url));
 const logModule = fileURLToPath(new URL('../../src/log.js', import.meta.url));
@@ -93,4 +95,22 @@ test('mutual exclusion holds when files in the store directory are deleted under
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('over the fake kernel: a full disk is a clear error that changes nothing and leaves no temp file; the state file is 0600', async () => {
+  const k = new FakeKernel();
+  const dir = '/var/lib/tsnet-fake';
+  const st = new Store(dir, () => ({ n: 0 }), silentLogger(), { kernel: k });
+  await st.transact(async (tx) => tx.write({ n: 1 }));
+  assert.equal(k.files.modeOf(join(dir, 'state.json')), 0o600);
+  k.files.failWrites = 'ENOSPC';
+  await assert.rejects(
+    st.transact(async (tx) => tx.write({ n: 2 })),
+    (e: unknown) => e instanceof SyscallError && e.errno === 'ENOSPC' && /cannot write the state file/.test(e.message),
+  );
+  k.files.failWrites = undefined;
+  assert.equal(st.read().n, 1, 'the state is what it was');
+  assert.deepEqual(k.files.list(dir).filter((f) => f.endsWith('.tmp')), [], 'no temp file left');
+  await st.transact(async (tx) => tx.write({ n: 3 }));
+  assert.equal(JSON.parse(k.files.read(join(dir, 'state.json.bak'))!).n, 1, 'the backup is the state the write replaced');
 });

@@ -2,10 +2,14 @@
 // the system layer (controller, drivers, reconcile) without root. It models what
 // tsnet relies on: namespaces (by pin path and fd), links with masters and
 // aliases, addresses, routes, sysctls, and veth peers that die together.
-import type {
-  AddrInfo, BridgeSpec, ExecResult, ExecRunner, Family, LinkInfo, LockOps, NetlinkHandle, NetnsOps, RouteInfo, SysctlOps, Kernel, VethSpec,
+import {
+  DEFAULT_PATH, findCommand,
+  type AddrInfo, type BridgeSpec, type ExecResult, type ExecRunner, type Family, type LinkInfo, type LockOps, type NetlinkHandle, type NetnsOps,
+  type RouteInfo, type SysctlOps, type Kernel, type VethSpec,
 } from '../kernel.js';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { dirname } from 'node:path';
+import { FakeFiles, FakeMounts } from './files.js';
 import { AlreadyExistsError, SyscallError } from '../../errors.js';
 import { cidrContains, parseCidr, parseIp } from '../../ipam/addr.js';
 
@@ -88,10 +92,29 @@ export class FakeNs {
 export interface FakeKernelOptions {
   /** Whether bridges can filter VLANs (CONFIG_BRIDGE_VLAN_FILTERING); this project's VM cannot. */
   bridgeVlanFiltering?: boolean;
+  /** Programs installed in /usr/sbin (default: iptables, ip6tables and nft with their save/restore). */
+  commands?: readonly string[];
 }
 
+export const DEFAULT_FAKE_COMMANDS = ['iptables', 'iptables-save', 'iptables-restore', 'ip6tables', 'ip6tables-save', 'ip6tables-restore', 'nft'];
+
 export class FakeKernel implements Kernel {
-  constructor(private readonly opts: FakeKernelOptions = {}) {}
+  /** The filesystem: /tmp, /run, /var/lib, a boot id, and the installed commands. */
+  readonly files = new FakeFiles();
+  readonly mounts = new FakeMounts(this.files);
+
+  constructor(private readonly opts: FakeKernelOptions = {}) {
+    for (const d of ['/tmp', '/run', '/var/lib', '/usr/sbin', '/usr/bin', '/proc/sys/kernel/random']) this.files.mkdir(d);
+    this.files.write('/proc/sys/kernel/random/boot_id', `${randomUUID()}\n`);
+    for (const c of opts.commands ?? DEFAULT_FAKE_COMMANDS) this.files.write(`/usr/sbin/${c}`, '', { mode: 0o755 });
+  }
+
+  /** A namespace pin is a file with a mount on it, as on the real kernel. */
+  private makePin(path: string): void {
+    this.files.mkdir(dirname(path));
+    if (!this.files.create(path, '', 0o444)) throw new AlreadyExistsError(`namespace file ${path} already exists`);
+    this.mounts.table.set(this.files.resolve(path, true), { source: 'nsfs', readOnly: false });
+  }
 
   readonly host = new FakeNs(1);
   private nextNs = 2;
@@ -230,15 +253,21 @@ export class FakeKernel implements Kernel {
   readonly netns: NetnsOps = {
     create: (path: string) => {
       if (this.pins.has(path)) throw new AlreadyExistsError(`namespace file ${path} already exists`);
+      this.makePin(path);
       this.pins.set(path, new FakeNs(this.nextNs++));
     },
     pin: (source: string, path: string) => {
       if (this.pins.has(path)) throw new AlreadyExistsError(`namespace file ${path} already exists`);
       const src = source === '/proc/self/ns/net' ? this.host : this.pins.get(source);
       if (!src) throw new SyscallError('mount', 'ENOENT', `${source}: ENOENT`);
+      this.makePin(path);
       this.pins.set(path, src);
     },
-    remove: (path: string) => this.pins.delete(path),
+    remove: (path: string) => {
+      const mounted = this.mounts.unmount(path);
+      const file = this.files.remove(path);
+      return this.pins.delete(path) || mounted || file;
+    },
     open: (path: string) => {
       const ns = path === '/proc/self/ns/net' ? this.host : this.pins.get(path);
       if (!ns) throw new SyscallError('open', 'ENOENT', `${path}: ENOENT`);
@@ -258,6 +287,14 @@ export class FakeKernel implements Kernel {
       this.commands.push({ argv, input: opts?.input });
       return { stdout: '', stderr: '', code: 0 };
     },
+    which: (cmd: string, dirs: string | readonly string[] = DEFAULT_PATH) =>
+      findCommand(cmd, dirs, (p) => {
+        try {
+          return this.files.kind(this.files.resolve(p, true)) === 'file';
+        } catch {
+          return false; // a component is not a directory
+        }
+      }),
   };
 
   /** Missing keys are missing (undefined), and setting one fails, as with /proc/sys. */

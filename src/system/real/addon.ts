@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 export interface NativeAddon {
   withNetns<T>(fd: number, fn: () => T): T;
   createNetns(path: string): void;
-  bindMount(src: string, dst: string): void;
+  bindMount(src: string, dst: string, readOnly?: boolean): void;
   umount(path: string, detach?: boolean): boolean;
   flock(fd: number, op: 'ex' | 'sh' | 'un', nonBlocking?: boolean): boolean;
   fdInode(fd: number): number;

@@ -1,8 +1,7 @@
 // The one place tsnet runs external programs (iptables-restore, nft, ...).
-import { delimiter, join } from 'node:path';
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import type { ExecResult, ExecRunner } from '../kernel.js';
+import { DEFAULT_PATH, findCommand, type ExecResult, type ExecRunner } from '../kernel.js';
 import { CommandError, SyscallError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 
@@ -35,6 +34,10 @@ export class RealExec implements ExecRunner {
       child.stdin.end(opts.input ?? '');
     });
   }
+
+  which(cmd: string, dirs: string | readonly string[] = process.env.PATH ?? DEFAULT_PATH): string | undefined {
+    return findCommand(cmd, dirs, (p) => statSync(p, { throwIfNoEntry: false })?.isFile() === true);
+  }
 }
 
 function packageOf(cmd: string): string {
@@ -42,9 +45,4 @@ function packageOf(cmd: string): string {
   if (cmd === 'nft') return 'nftables';
   if (cmd === 'ip' || cmd === 'bridge') return 'iproute2';
   return cmd;
-}
-
-/** Whether a command is found on PATH (the given environment's, or the process's). */
-export function onPath(cmd: string, env: NodeJS.ProcessEnv = process.env): boolean {
-  return (env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter).some((d) => d && existsSync(join(d, cmd)));
 }

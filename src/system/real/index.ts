@@ -7,6 +7,7 @@ import { RealSysctl } from './sysctl.js';
 import { readNftGeneration } from './nfgen.js';
 import { portInUse } from '../../portmapper/probe.js';
 import { RealLocks } from './lock.js';
+import { RealFiles, RealMounts } from './files.js';
 
 export function createRealSystem(log: Logger): Kernel {
   const nlLog = log.child({ component: 'netlink' });
@@ -16,6 +17,8 @@ export function createRealSystem(log: Logger): Kernel {
     exec: new RealExec(log.child({ component: 'exec' })),
     sysctl: new RealSysctl(log.child({ component: 'sysctl' })),
     locks: new RealLocks(),
+    files: new RealFiles(),
+    mounts: new RealMounts(),
     firewallGeneration: () => readNftGeneration(nlLog),
     portInUse,
   };

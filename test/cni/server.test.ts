@@ -11,11 +11,10 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
-import { REPO, installCni, skipReason, throwawayNamespace } from '../integration/harness.js';
+import { REPO, installCni, pollUntil, skipReason, throwawayNamespace } from '../integration/harness.js';
 import { decodeRequest, encodeReply, serveCni } from '../../src/cni/server.js';
 
 const skip = skipReason('setpriv');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
 
 /** The socket path the native client derives (FNV-1a 64 of uid, netns, mount ns and the server bundle). */
@@ -50,21 +49,27 @@ test('CNI server: one per name; exits when idle (also after a client that left m
   const dir = mkdtempSync(join(tmpdir(), 'tsnet-cnisrv-'));
   const path = join(dir, 'run', 'cni', 'x.sock');
   try {
-    const t0 = Date.now();
     const served = serveCni({ path, idleMs: 300, plugins: {} });
-    await sleep(100);
+    let doneAt = 0;
+    void served.then(() => (doneAt = Date.now()));
+    assert.ok(await pollUntil(() => existsSync(path)), 'the server listens');
     assert.equal(statSync(join(dir, 'run', 'cni')).mode & 0o777, 0o700, 'the socket directory is private');
     assert.equal(await serveCni({ path, idleMs: 300, plugins: {} }), false, 'a second server for the name steps back');
+    let closedAt = 0;
     await new Promise<void>((resolve) => {
       const c = net.connect(path, () => {
         c.write('TSC1\x05');
         setTimeout(() => c.destroy(), 100);
       });
-      c.on('close', () => resolve());
+      c.on('close', () => {
+        closedAt = Date.now();
+        resolve();
+      });
       c.on('error', () => undefined);
     });
     assert.equal(await served, true);
-    assert.ok(Date.now() - t0 >= 500, 'it waited for the connection, then for the idle period');
+    assert.ok(closedAt > 0 && doneAt >= closedAt, 'it stayed up while the connection was open');
+    assert.ok(doneAt - closedAt >= 250, `then waited for the idle period (${doneAt - closedAt} ms after the client left)`);
     assert.deepEqual(readdirSync(join(dir, 'run', 'cni')), [], 'socket and lock file are gone');
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -107,10 +112,7 @@ function fixture() {
         }
       })
       .map(Number);
-  const waitFor = async (cond: () => boolean) => {
-    for (let i = 0; i < 100 && !cond(); i++) await sleep(50);
-    return cond();
-  };
+  const waitFor = (cond: () => boolean) => pollUntil(cond);
   /** Processes in the namespace that are a server or a client's fork on its way to one. */
   const spawned = () =>
     readdirSync('/proc')

@@ -13,6 +13,25 @@ export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '.
 export const TSNET_BIN = join(REPO, 'bin', 'tsnet.js');
 
 export const isRoot = process.getuid?.() === 0;
+
+/** Polls cond every 20 ms until it holds or timeoutMs passes; whether it held (never a fixed sleep). */
+export async function pollUntil(cond: () => boolean, timeoutMs = 5000): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() >= end) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+/** A process that has exited (a zombie counts: this VM's pid 1 does not reap orphans). */
+export function processGone(pid: number): boolean {
+  try {
+    return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
 export function missingTools(...tools: string[]): string[] {
   return tools.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0);
 }

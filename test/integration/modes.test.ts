@@ -2,8 +2,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readlinkSync } from 'node:fs';
-import { skipReason, withHost } from './harness.js';
+import { readlinkSync, statSync } from 'node:fs';
+import { pollUntil, processGone, skipReason, withHost } from './harness.js';
+
+/** The inode of a process's network namespace; undefined once it is gone. */
+function netnsInode(pid: number): number | undefined {
+  try {
+    return Number(/net:\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/net`))?.[1]);
+  } catch {
+    return undefined;
+  }
+}
 
 const skip = skipReason('ping', 'unshare');
 
@@ -64,7 +73,8 @@ test('sandboxes over an existing namespace: by path and by process id', { skip }
     assert.match(own.stderr, /the host's own network namespace .*--network host/);
     const hostProc = spawn('nsenter', [`--net=${h.nsPath}`, '--', 'sleep', '30'], { stdio: 'ignore' });
     try {
-      await new Promise((r) => setTimeout(r, 100));
+      const hostIno = statSync(h.nsPath).ino;
+      assert.ok(await pollUntil(() => netnsInode(hostProc.pid!) === hostIno), 'the process entered the host namespace');
       const byPid = h.tsnet(['sandbox', 'create', '--pid', String(hostProc.pid), 'hostile']);
       assert.equal(byPid.code, 5, byPid.stderr);
       assert.match(byPid.stderr, new RegExp(`namespace of --pid ${hostProc.pid} is the host's own`));
@@ -78,7 +88,8 @@ test('sandboxes over an existing namespace: by path and by process id', { skip }
 
     const child = spawn('unshare', ['--net', 'sleep', '60'], { stdio: 'ignore' });
     try {
-      await new Promise((r) => setTimeout(r, 200));
+      const ours = netnsInode(process.pid);
+      assert.ok(await pollUntil(() => ![undefined, ours].includes(netnsInode(child.pid!))), 'the process is in a namespace of its own');
       h.ok(['sandbox', 'create', '--pid', String(child.pid), 'byPid']);
       const inode = readlinkSync(`/proc/${child.pid}/ns/net`);
       assert.match(h.inNs(`/proc/${child.pid}/ns/net`, 'ip', '-o', 'addr', 'show', 'eth0').stdout, /172\.17\.0\.\d+/);
@@ -87,7 +98,7 @@ test('sandboxes over an existing namespace: by path and by process id', { skip }
     } finally {
       child.kill('SIGKILL');
     }
-    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(await pollUntil(() => processGone(child.pid!)), 'the process is gone');
     // The namespace outlives the process because tsnet pinned it; rm unpins it.
     h.ok(['sandbox', 'rm', 'byPid']);
     assert.equal(h.sh('ls', `${h.runDir}/netns`).stdout.trim(), '');

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { runSync, skipReason, withHost, type TestHost } from './harness.js';
+import { pollUntil, processGone, runSync, skipReason, withHost, type TestHost } from './harness.js';
 import { request, startServer } from './netprobe.js';
 
 const skip = skipReason('ping', 'nft');
@@ -232,11 +232,10 @@ test('userland proxy: holds published ports, serves [::1] and --firewall none, c
       assert.equal(h.sh(process.execPath, '-e', "require('net').createServer().listen(8090, '::').on('error', (e) => { console.log(e.code); process.exit(0) }).on('listening', () => { console.log('bound'); process.exit(0) })").stdout.trim(), 'EADDRINUSE', 'and holding them');
       const keeper = Number(readFileSync(join(h.runDir, 'proxy.keeper.pid'), 'utf8'));
       h.ok(['sandbox', 'rm', 'web']);
-      const gone = (p: number) => /gone|zombie/.test(h.sh('sh', '-c', `grep '^State' /proc/${p}/status || echo gone`).stdout);
-      for (let i = 0; i < 30 && !(gone(again!) && gone(keeper)); i++) await new Promise((r) => setTimeout(r, 100));
-      // Exited (a zombie counts: this VM's pid 1 does not reap orphans), socket removed.
-      assert.ok(gone(again!), 'the proxy exits with its last binding');
-      assert.ok(gone(keeper), 'and its keeper with it');
+      await pollUntil(() => processGone(again!) && processGone(keeper), 3000);
+      // Exited (a zombie counts), socket removed.
+      assert.ok(processGone(again!), 'the proxy exits with its last binding');
+      assert.ok(processGone(keeper), 'and its keeper with it');
       assert.equal(h.sh('test', '-e', join(h.runDir, 'proxy.sock')).code, 1);
       assert.equal(h.sh('test', '-e', join(h.runDir, 'proxy.sock.bindings.json')).code, 1);
     } finally {
@@ -249,12 +248,17 @@ test('userland proxy: a port another program took while the proxy was down is re
     h.ok(['sandbox', 'create', '-p', '8092:80', 'web']);
     const server = await startServer(sbxPath(h, 'web'), 'tcp', [80]);
     const keeper = Number(readFileSync(join(h.runDir, 'proxy.keeper.pid'), 'utf8'));
+    // Keeper and proxy both gone; another program takes [::]:8092 meanwhile.
+    const proxy = h.proxyPid()!;
+    h.sh('kill', '-9', String(keeper), String(proxy));
+    assert.ok(await pollUntil(() => processGone(keeper) && processGone(proxy)), 'keeper and proxy are gone');
     const squatter = spawn('nsenter', [`--net=${h.nsPath}`, '--', process.execPath, '-e', "require('net').createServer().listen({ port: 8092, host: '::', ipv6Only: true }, () => console.log('up'))"], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
-      // Keeper and proxy both gone; another program takes [::]:8092 meanwhile.
-      h.sh('kill', '-9', String(keeper), String(h.proxyPid()));
-      await new Promise((r) => setTimeout(r, 200));
-      await new Promise((r) => squatter.stdout!.once('data', r));
+      const up = await new Promise<string>((resolve) => {
+        squatter.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim()));
+        squatter.once('exit', (code) => resolve(`exited ${code}`));
+      });
+      assert.equal(up, 'up', 'the squatter holds the port');
       // A read-only command notices, and starts it again.
       h.ok(['sandbox', 'ls']);
       let port = h.tsnet(['port', 'web']);

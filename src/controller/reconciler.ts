@@ -197,6 +197,7 @@ export class Reconciler {
       }
     }
     core.d.sys.files.mkdir(core.d.runDir);
-    core.d.sys.files.replace(this.markPath(), JSON.stringify({ boot: bootId(core.d.sys.files), at: Date.now() }));
+    // A torn mark fails to parse, and that only means "sweep due": no replace needed.
+    core.d.sys.files.write(this.markPath(), JSON.stringify({ boot: bootId(core.d.sys.files), at: Date.now() }));
   }
 }

@@ -37,7 +37,9 @@ export class GenerationMark {
     if (!this.file) return;
     const { files, path } = this.file;
     files.mkdir(dirname(path));
-    files.replace(path, m ? JSON.stringify(m) : '{}');
+    // Written in place, not replaced: a torn mark fails to parse, which only costs
+    // one reading of the kernel.
+    files.write(path, m ? JSON.stringify(m) : '{}');
   }
 
   clear(): void {

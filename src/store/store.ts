@@ -75,8 +75,11 @@ export class Store<S> {
     // The new state first: a full disk fails here and changes nothing, backup included.
     const tmp = `${this.stateFile}.${process.pid}.tmp`;
     try {
-      this.files.remove(tmp); // ours from a pid reused
-      if (!this.files.create(tmp, JSON.stringify(state), 0o600)) throw new SyscallError('open', 'EEXIST', `${tmp} exists`);
+      const text = JSON.stringify(state);
+      // One there is a dead writer's of our pid (the others are gone at lock time): replaced.
+      if (!this.files.create(tmp, text, 0o600) && !(this.files.remove(tmp) && this.files.create(tmp, text, 0o600))) {
+        throw new SyscallError('open', 'EEXIST', `${tmp} exists`);
+      }
     } catch (err) {
       this.files.remove(tmp); // a full disk must not leave a partial file behind
       const e = err as SyscallError;
@@ -84,7 +87,7 @@ export class Store<S> {
     }
     // The state being replaced was validated when this transaction read it: keep it.
     try {
-      this.files.remove(`${this.backupFile}.tmp`);
+      if (this.files.kind(`${this.backupFile}.tmp`) !== undefined) this.files.remove(`${this.backupFile}.tmp`);
       this.files.link(this.stateFile, `${this.backupFile}.tmp`);
       this.files.rename(`${this.backupFile}.tmp`, this.backupFile);
     } catch (err) {

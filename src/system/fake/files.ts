@@ -116,9 +116,8 @@ export class FakeFiles implements FileOps {
 
   replace(path: string, text: string, opts: { mode?: number; tmp?: string } = {}): void {
     const tmp = opts.tmp ?? `${path}.${process.pid}.tmp`;
-    this.remove(tmp);
     try {
-      if (!this.create(tmp, text, opts.mode)) throw fail('open', 'EEXIST', tmp);
+      if (!this.create(tmp, text, opts.mode) && !(this.remove(tmp) && this.create(tmp, text, opts.mode))) throw fail('open', 'EEXIST', tmp);
       this.rename(tmp, path);
     } catch (err) {
       this.remove(tmp);

@@ -73,10 +73,12 @@ export class RealFiles implements FileOps {
 
   replace(path: string, text: string, opts: { mode?: number; tmp?: string } = {}): void {
     const tmp = opts.tmp ?? `${path}.${process.pid}.tmp`;
-    this.remove(tmp); // a dead writer's, or ours from a pid reused
     try {
-      // O_EXCL: never through a symlink someone planted at the temp name.
-      writeFd(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, opts.mode ?? 0o644, text);
+      // O_EXCL: never through a symlink someone planted at the temp name; one
+      // there (a dead writer's, or ours from a pid reused) is removed first.
+      if (!this.create(tmp, text, opts.mode) && !(this.remove(tmp) && this.create(tmp, text, opts.mode))) {
+        throw new SyscallError('open', 'EEXIST', `open ${tmp}: EEXIST`);
+      }
       this.rename(tmp, path);
     } catch (err) {
       this.remove(tmp); // a full disk must not leave a partial file behind
@@ -103,6 +105,7 @@ export class RealFiles implements FileOps {
   }
 
   mkdir(path: string, mode = 0o755): void {
+    if (this.isDir(path)) return; // the usual case: one stat
     // One component at a time: Node's recursive mkdir loops forever where a
     // filesystem answers ENOENT under an existing directory (/proc does).
     let at = path.startsWith('/') ? '' : '.';
@@ -113,8 +116,17 @@ export class RealFiles implements FileOps {
       } catch (err) {
         if (code(err) !== 'EEXIST') throw sysErr('mkdir', at, err);
         // Something is there: fine if it is (or a symlink leads to) a directory, as mkdir -p.
-        if (!statSync(at, { throwIfNoEntry: false })?.isDirectory()) throw new SyscallError('mkdir', 'ENOTDIR', `mkdir ${path}: ${at} is not a directory`);
+        if (!this.isDir(at)) throw new SyscallError('mkdir', 'ENOTDIR', `mkdir ${path}: ${at} is not a directory`);
       }
+    }
+  }
+
+  /** A directory is there (a symlink to one counts, as for mkdir -p). */
+  private isDir(path: string): boolean {
+    try {
+      return statSync(path).isDirectory();
+    } catch {
+      return false;
     }
   }
 

@@ -156,7 +156,7 @@ export interface FileOps {
    * that is already there (a /proc or cgroup control file), ENOENT otherwise.
    */
   write(path: string, text: string, opts?: { mode?: number; existing?: boolean }): void;
-  /** Creates a file only where nothing is (O_EXCL: a symlink there counts): false when taken. */
+  /** Creates a file only where nothing is (O_EXCL: a symlink there counts): false when taken. A failed write leaves no file. */
   create(path: string, text: string, mode?: number): boolean;
   /**
    * Replaces path through a temp file and a rename (tmp: its name, default

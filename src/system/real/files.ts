@@ -67,6 +67,8 @@ export class RealFiles implements FileOps {
       return true;
     } catch (err) {
       if (err instanceof SyscallError && err.errno === 'EEXIST' && err.syscall === 'open') return false;
+      // Created but not written (a full disk): it must not stay, half a file holding a name.
+      if (err instanceof SyscallError && err.syscall === 'write') this.remove(path);
       throw err;
     }
   }

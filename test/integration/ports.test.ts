@@ -85,10 +85,10 @@ for (const fw of ['iptables', 'nftables']) {
         assert.equal(r.code, 6, '0.0.0.0 covers 127.0.0.1');
         h.ok(['network', 'connect', '-p', '6000:81/udp', 'bridge', 'b']);
         for (const bad of ['0:80', '70000:80', '80-70:80', '8000-8001:80-82', 'x:80', '1.2.3.4.5:80:80', '::1:80:80', '80/icmp']) {
-          r = h.tsnet(['sandbox', 'create', '-p', bad, 'bad']);
+          r = h.tsnet(['sandbox', 'create', '-p', bad, 'badport']);
           assert.equal(r.code, 2, `-p ${bad}: ${r.stderr}`);
         }
-        assert.notEqual(h.tsnet(['sandbox', 'inspect', 'bad']).code, 0, 'nothing was created');
+        assert.notEqual(h.tsnet(['sandbox', 'inspect', 'badport']).code, 0, 'nothing was created');
         h.ok(['network', 'create', '--internal', 'int']);
         r = h.tsnet(['sandbox', 'create', '--network', 'int', '-p', '80', 'i1']);
         assert.match(r.stderr, /internal/);

@@ -11,14 +11,16 @@ import { RealFiles, RealMounts } from './files.js';
 
 export function createRealSystem(log: Logger): Kernel {
   const nlLog = log.child({ component: 'netlink' });
+  const files = new RealFiles();
+  const mounts = new RealMounts();
   return {
     netlink: (nsFd?: number) => new RealNetlink(nlLog, nsFd),
-    netns: new RealNetns(log.child({ component: 'netns' })),
+    netns: new RealNetns(log.child({ component: 'netns' }), files, mounts),
     exec: new RealExec(log.child({ component: 'exec' })),
     sysctl: new RealSysctl(log.child({ component: 'sysctl' })),
     locks: new RealLocks(),
-    files: new RealFiles(),
-    mounts: new RealMounts(),
+    files,
+    mounts,
     firewallGeneration: () => readNftGeneration(nlLog),
     portInUse,
   };

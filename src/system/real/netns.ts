@@ -1,22 +1,13 @@
 // Network namespace handles: persistent named namespaces pinned by a bind mount
 // on a file under the run directory (the layout `ip netns add` uses), opened by
 // path or by pid.
-import { closeSync, mkdirSync, openSync, statSync, unlinkSync, constants as fsc } from 'node:fs';
+import { closeSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { NetnsOps } from '../kernel.js';
 import { AlreadyExistsError, SyscallError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { nativeAddon } from './addon.js';
-
-function createPinFile(path: string): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-  try {
-    closeSync(openSync(path, fsc.O_CREAT | fsc.O_EXCL | fsc.O_RDONLY, 0o444));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new AlreadyExistsError(`namespace file ${path} already exists`);
-    throw err;
-  }
-}
+import { RealFiles, RealMounts } from './files.js';
 
 function sysErr(syscall: string, err: unknown): SyscallError {
   const e = err as NodeJS.ErrnoException;
@@ -24,43 +15,43 @@ function sysErr(syscall: string, err: unknown): SyscallError {
 }
 
 export class RealNetns implements NetnsOps {
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly files = new RealFiles(),
+    private readonly mounts = new RealMounts(),
+  ) {}
+
+  /** The file a namespace is pinned on: made here, never one that exists. */
+  private createPinFile(path: string): void {
+    this.files.mkdir(dirname(path), 0o755);
+    if (!this.files.create(path, '', 0o444)) throw new AlreadyExistsError(`namespace file ${path} already exists`);
+  }
 
   create(path: string): void {
-    createPinFile(path);
+    this.createPinFile(path);
     try {
       nativeAddon().createNetns(path);
     } catch (err) {
-      unlinkSync(path);
+      this.files.remove(path);
       throw sysErr('unshare', err);
     }
     this.log.debug({ path }, 'netns created');
   }
 
   pin(source: string, path: string): void {
-    createPinFile(path);
+    this.createPinFile(path);
     try {
-      nativeAddon().bindMount(source, path);
+      this.mounts.bind(source, path);
     } catch (err) {
-      unlinkSync(path);
-      throw sysErr('mount', err);
+      this.files.remove(path);
+      throw err;
     }
     this.log.debug({ source, path }, 'netns pinned');
   }
 
   remove(path: string): boolean {
-    let existed = false;
-    try {
-      existed = nativeAddon().umount(path, true);
-    } catch (err) {
-      throw sysErr('umount', err);
-    }
-    try {
-      unlinkSync(path);
-      existed = true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw sysErr('unlink', err);
-    }
+    const unmounted = this.mounts.unmount(path, { detach: true });
+    const existed = this.files.remove(path) || unmounted;
     this.log.debug({ path, existed }, 'netns removed');
     return existed;
   }

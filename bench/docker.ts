@@ -46,7 +46,7 @@ export async function startDockerd(opts: { setupNs?: (ns: string) => void } = {}
     const rootfs = join(dir, 'rootfs');
     mkdirSync(join(rootfs, 'bin'), { recursive: true });
     copyFileSync('/usr/bin/busybox', join(rootfs, 'bin', 'busybox'));
-    for (const a of ['sh', 'sleep']) symlinkSync('busybox', join(rootfs, 'bin', a));
+    for (const a of ['sh', 'sleep', 'httpd', 'true']) symlinkSync('busybox', join(rootfs, 'bin', a));
     execFileSync('sh', ['-c', `tar -C ${rootfs} -c . | /usr/bin/docker -H unix://${sock} import - bb`], { stdio: 'ignore' });
   } catch (err) {
     await stop();

@@ -23,6 +23,20 @@
       "ldflags": ["-static-libstdc++", "-static-libgcc"]
     },
     {
+      "target_name": "tsnet-monitor",
+      "type": "executable",
+      "sources": ["runtime/monitor.c", "runtime/setup.c", "runtime/plan.c"],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra"],
+      "libraries": ["-lseccomp"]
+    },
+    {
+      "target_name": "tsnet-init",
+      "type": "executable",
+      "sources": ["runtime/init.c"],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra"],
+      "ldflags": ["-static"]
+    },
+    {
       "target_name": "tsnet-proxy-keeper",
       "type": "executable",
       "sources": ["src/proxy-keeper.cc"],

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const groups = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'golden', 'contract', 'integration', 'cni'];
+const groups = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'golden', 'contract', 'integration', 'cni', 'runtime'];
 
 function walk(dir) {
   if (!existsSync(dir)) return [];
@@ -37,6 +37,11 @@ const hostView = () => ({
   iptables: tryRun('iptables-save', []).replace(/^#.*$/gm, '').replace(/\[\d+:\d+\]/g, ''),
   ip6tables: tryRun('ip6tables-save', []).replace(/^#.*$/gm, '').replace(/\[\d+:\d+\]/g, ''),
   nft: tryRun('nft', ['list', 'ruleset']),
+  // Mount points (not their ids, which a remount changes), cgroups at the top of each
+  // hierarchy, and live (not zombie: this VM's pid 1 reaps nothing) tsnet monitors.
+  mounts: tryRun('findmnt', ['-rn', '-o', 'TARGET,FSTYPE']).split('\n').sort().join('\n'),
+  cgroups: tryRun('sh', ['-c', 'ls -d /sys/fs/cgroup/*/*/ /sys/fs/cgroup/*/ 2>/dev/null']),
+  monitors: tryRun('sh', ['-c', "ps -eo stat=,comm= | awk '$1 !~ /^Z/ && $2 ~ /^tsnet-(monitor|init)/' | wc -l"]),
 });
 const before = isRoot ? hostView() : undefined;
 

@@ -97,6 +97,13 @@ export class UnsupportedError extends TsnetError {
   }
 }
 
+/** An image, a layer or an archive that is not what it claims (bad digest, unsafe or truncated tar). */
+export class ImageInvalidError extends TsnetError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('INVALID_CONFIG', message, options);
+  }
+}
+
 /** A failed system call or netlink request; errno is the symbolic name (EEXIST, ...). */
 export class SyscallError extends TsnetError {
   readonly errno: string;

@@ -18,6 +18,8 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <string>
@@ -127,6 +129,47 @@ Napi::Value Umount(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+// mountFs(source, target, fstype, flags, data): one mount(2) (an overlay rootfs).
+Napi::Value MountFs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5 || !info[0].IsString() || !info[1].IsString() || !info[2].IsString() || !info[3].IsNumber() || !info[4].IsString()) {
+    Napi::TypeError::New(env, "mountFs(source, target, fstype, flags, data)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string src = info[0].As<Napi::String>().Utf8Value(), dst = info[1].As<Napi::String>().Utf8Value();
+  std::string type = info[2].As<Napi::String>().Utf8Value(), data = info[4].As<Napi::String>().Utf8Value();
+  unsigned long flags = static_cast<unsigned long>(info[3].As<Napi::Number>().Int64Value());
+  if (mount(src.c_str(), dst.c_str(), type.c_str(), flags, data.empty() ? nullptr : data.c_str()) != 0) ThrowErrno(env, errno, "mount", type + " on " + dst);
+  return env.Undefined();
+}
+
+// mknod(path, mode, major, minor): device nodes and overlay whiteouts (0/0) in image layers.
+Napi::Value Mknod(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "mknod(path, mode, major, minor)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  mode_t mode = static_cast<mode_t>(info[1].As<Napi::Number>().Uint32Value());
+  dev_t dev = makedev(info[2].As<Napi::Number>().Uint32Value(), info[3].As<Napi::Number>().Uint32Value());
+  if (mknod(path.c_str(), mode, dev) != 0) ThrowErrno(env, errno, "mknod", path);
+  return env.Undefined();
+}
+
+// lsetxattr(path, name, value: Buffer): opaque-directory marks and a layer's own xattrs.
+Napi::Value Lsetxattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsString() || !info[2].IsBuffer()) {
+    Napi::TypeError::New(env, "lsetxattr(path, name, value: Buffer)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value(), name = info[1].As<Napi::String>().Utf8Value();
+  Napi::Buffer<char> value = info[2].As<Napi::Buffer<char>>();
+  if (lsetxattr(path.c_str(), name.c_str(), value.Data(), value.Length(), 0) != 0) ThrowErrno(env, errno, "lsetxattr", path + " " + name);
+  return env.Undefined();
+}
+
 // flock(fd, op): op is 'ex' | 'sh' | 'un', with nonBlocking returning false
 // instead of waiting when the lock is held elsewhere.
 Napi::Value Flock(const Napi::CallbackInfo& info) {
@@ -174,6 +217,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("createNetns", Napi::Function::New(env, CreateNetns));
   exports.Set("bindMount", Napi::Function::New(env, BindMount));
   exports.Set("umount", Napi::Function::New(env, Umount));
+  exports.Set("mountFs", Napi::Function::New(env, MountFs));
+  exports.Set("mknod", Napi::Function::New(env, Mknod));
+  exports.Set("lsetxattr", Napi::Function::New(env, Lsetxattr));
   exports.Set("flock", Napi::Function::New(env, Flock));
   exports.Set("fdInode", Napi::Function::New(env, FdInode));
   exports.Set("peerUid", Napi::Function::New(env, PeerUid));

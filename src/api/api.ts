@@ -5,6 +5,7 @@
 import type { TsnetError } from '../errors.js';
 import type { ConnectOptions, CreateNetworkRequest, CreateSandboxRequest } from '../controller/requests.js';
 import type { PublishedPort } from './views.js';
+import type { ContainerApi, ImageApi } from './runtime.js';
 
 export type { ConnectOptions, CreateNetworkRequest, CreateSandboxRequest, PublishedPort };
 
@@ -50,6 +51,9 @@ export interface SandboxPorts {
 }
 
 export interface Api {
+  /** The runtime's containers and images. */
+  containers: ContainerApi;
+  images: ImageApi;
   listNetworks(filters?: Filters): Promise<NetworkSummary[]>;
   inspectNetworks(refs: string[]): Promise<InspectView[]>;
   createNetwork(req: CreateNetworkRequest): Promise<{ id: string }>;

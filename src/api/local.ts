@@ -7,6 +7,7 @@ import type { RemoveResult } from '../controller/requests.js';
 import type { State } from '../controller/model.js';
 import type { Api, Filters, InspectView, NetworkSummary, Removal, SandboxPorts, SandboxSummary } from './api.js';
 import { networkFilter, sandboxFilter } from './filters.js';
+import type { ContainerApi, ImageApi } from './runtime.js';
 import { inspectNetwork, inspectSandbox, publishedPorts, type PortView } from './views.js';
 
 const byName = <T extends { name: string }>(a: T, b: T) => a.name.localeCompare(b.name);
@@ -16,6 +17,8 @@ export class LocalApi implements Api {
   constructor(
     private readonly c: Controller,
     private readonly view: PortView,
+    readonly containers: ContainerApi,
+    readonly images: ImageApi,
   ) {}
 
   /** Lost ports by endpoint id, for inspect. */

@@ -17,7 +17,7 @@ export interface Parsed {
   rest: string[];
 }
 
-export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], opts: { stopAtFirstPositional?: boolean } = {}): Parsed {
+export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], opts: { stopAtFirstPositional?: boolean; restAfter?: number } = {}): Parsed {
   const byLong = new Map(specs.map((s) => [s.name, s]));
   const byShort = new Map(specs.filter((s) => s.short).map((s) => [s.short!, s]));
   const flags: Parsed['flags'] = {};
@@ -27,6 +27,11 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
     const a = argv[i]!;
     if (a === '--') {
       rest = argv.slice(i + 1);
+      break;
+    }
+    // restAfter N: everything after the Nth positional is the command's (`run IMAGE CMD -x`).
+    if (opts.restAfter !== undefined && positionals.length === opts.restAfter) {
+      rest = argv.slice(i);
       break;
     }
     if (opts.stopAtFirstPositional && positionals.length && !a.startsWith('-')) {

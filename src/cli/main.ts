@@ -8,9 +8,11 @@ import { resolve } from 'node:path';
 import { createRootLogger, LOG_LEVELS, type LogLevel } from '../log.js';
 import { asTsnetError, InvalidConfigError, NotFoundError } from '../errors.js';
 import { flagHelp, keyValues, parseArgs, type FlagSpec } from './args.js';
+import { list, reportRemoval, str, type Command, type Env } from './command.js';
+import { CONTAINER_COMMANDS } from './containers.js';
 import { portLine, renderInspect, renderList, shortId, type ListSpec } from './output.js';
 import { parseFilterArgs } from '../api/filters.js';
-import type { Removal, SandboxSummary } from '../api/api.js';
+import type { SandboxSummary } from '../api/api.js';
 import { constants as osConstants } from 'node:os';
 
 const GLOBAL_FLAGS: FlagSpec[] = [
@@ -48,33 +50,6 @@ const connectOpts = (flags: Record<string, unknown>) => ({
   expose: list(flags.expose),
 });
 
-interface Command {
-  path: string;
-  usage: string;
-  summary: string;
-  flags: FlagSpec[];
-  run(args: { flags: Record<string, unknown>; positionals: string[]; rest: string[] }, env: Env): Promise<number>;
-  minArgs?: number;
-  maxArgs?: number;
-}
-
-interface Env {
-  tsnet(): Composed;
-  settings(): Settings;
-  out(s: string): void;
-  err(s: string): void;
-}
-
-const str = (v: unknown) => (v === undefined ? undefined : String(v));
-const list = (v: unknown) => (v as string[] | undefined) ?? [];
-
-/** Multi-name rm: prints what went, reports each failure on stderr, exits non-zero if any failed (as Docker). */
-function reportRemoval(r: Removal, env: Env): number {
-  for (const n of r.removed) env.out(n);
-  for (const f of r.failed) env.err(`Error: ${f.error.message}`);
-  return r.failed.length ? r.failed[0]!.error.mapping.exit : 0;
-}
-
 const NETWORK_LIST: ListSpec = {
   columns: [['ID', 'NETWORK ID'], ['Name', 'NAME'], ['Driver', 'DRIVER'], ['Scope', 'SCOPE']],
   headers: { ID: 'NETWORK ID', Name: 'NAME', Driver: 'DRIVER', Scope: 'SCOPE', IPv6: 'IPV6', Internal: 'INTERNAL', Labels: 'LABELS', CreatedAt: 'CREATED AT' },
@@ -87,7 +62,7 @@ const SANDBOX_LIST: ListSpec = {
 };
 const labelText = (l: Record<string, string>) => Object.entries(l).map(([k, v]) => `${k}=${v}`).join(',');
 
-const COMMANDS: Command[] = [
+const NETWORK_COMMANDS: Command[] = [
   {
     path: 'network create',
     usage: 'tsnet network create [OPTIONS] NETWORK',
@@ -334,16 +309,18 @@ const COMMANDS: Command[] = [
   },
 ];
 
+const COMMANDS: Command[] = [...NETWORK_COMMANDS, ...CONTAINER_COMMANDS];
+
 function version(): string {
   return (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;
 }
 
 function mainHelp(): string {
-  const groups = ['network', 'sandbox', 'port', 'cni', 'system'];
+  const groups = ['container', 'image', 'network', 'sandbox', 'port', 'cni', 'system'];
   const lines = ['Usage: tsnet [GLOBAL OPTIONS] COMMAND', '', 'Container networking for Linux: bridge, host, null and container networks over netlink.', ''];
   for (const g of groups) {
     lines.push(`${g[0]!.toUpperCase()}${g.slice(1)} commands:`);
-    for (const c of COMMANDS.filter((x) => x.path.startsWith(`${g} `))) lines.push(`  ${c.path.padEnd(20)} ${c.summary}`);
+    for (const c of COMMANDS.filter((x) => !x.hidden && (x.group ?? x.path.split(' ')[0]) === g)) lines.push(`  ${c.path.padEnd(20)} ${c.summary}`);
     lines.push('');
   }
   lines.push('Global options:', flagHelp(GLOBAL_FLAGS), '', "Run 'tsnet COMMAND --help' for a command's options.");
@@ -420,12 +397,13 @@ export async function main(argv: string[], io = processIo()): Promise<number> {
     const cmdArgs = words.slice(single ? 1 : 2);
     // -h/--help is tsnet's only before "--" and, for exec, before the sandbox name (the rest is the command's).
     const ownArgs = cmdArgs.slice(0, cmdArgs.includes('--') ? cmdArgs.indexOf('--') : undefined);
-    const helpScope = cmd.path === 'sandbox exec' ? ownArgs.slice(0, Math.max(0, ownArgs.findIndex((a) => !a.startsWith('-')))) : ownArgs;
+    const firstPositional = ownArgs.findIndex((a) => !a.startsWith('-'));
+    const helpScope = cmd.path === 'sandbox exec' || cmd.restAfter !== undefined ? (firstPositional < 0 ? ownArgs : ownArgs.slice(0, firstPositional)) : ownArgs;
     if (helpScope.includes('--help') || helpScope.includes('-h') || (cmd.path === 'sandbox exec' && ownArgs.length && ownArgs.every((a) => a === '-h' || a === '--help'))) {
       io.out(commandHelp(cmd));
       return 0;
     }
-    const parsed = parseArgs(cmdArgs, cmd.flags, { stopAtFirstPositional: cmd.path === 'sandbox exec' });
+    const parsed = parseArgs(cmdArgs, cmd.flags, { stopAtFirstPositional: cmd.path === 'sandbox exec', restAfter: cmd.restAfter });
     if (cmd.path === 'sandbox exec') {
       parsed.rest = [...parsed.positionals.slice(1), ...parsed.rest];
       parsed.positionals = parsed.positionals.slice(0, 1);

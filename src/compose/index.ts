@@ -23,6 +23,13 @@ import { NftablesBackend } from '../firewall/nftables/backend.js';
 import { GenerationMark } from '../firewall/mark.js';
 import { ProxyClient } from '../portmapper/proxy/client.js';
 import { InvalidConfigError } from '../errors.js';
+import { availableParallelism } from 'node:os';
+import { ImageStore } from '../runtime/images/store.js';
+import { Runtime } from '../runtime/containers.js';
+import { CgroupManager } from '../runtime/cgroups.js';
+import { LocalContainers, LocalImages } from '../api/runtime.js';
+import { RealLayerFs } from '../system/real/layerfs.js';
+import { nativeProgram, repoFile } from '../system/real/addon.js';
 
 export type FirewallChoice = 'auto' | 'iptables' | 'nftables' | 'none';
 
@@ -34,6 +41,8 @@ export interface Settings {
   sweepIntervalSec?: number;
   /** Run the userland proxy for published ports (TSNET_USERLAND_PROXY=false turns it off). */
   userlandProxy?: boolean;
+  /** The cgroup containers get theirs under (TSNET_CGROUP_PARENT, default tsnet; --cgroup-parent per container). */
+  cgroupParent?: string;
   /** Where messages the user must see go (the CLI: stderr). */
   notice?: (message: string) => void;
 }
@@ -45,6 +54,7 @@ export function defaultSettings(env: NodeJS.ProcessEnv = process.env): Settings 
     firewall: (env.TSNET_FIREWALL as FirewallChoice) || 'auto',
     sweepIntervalSec: parseSweep(env.TSNET_SWEEP_INTERVAL),
     userlandProxy: env.TSNET_USERLAND_PROXY !== 'false' && env.TSNET_USERLAND_PROXY !== '0',
+    cgroupParent: env.TSNET_CGROUP_PARENT || undefined,
   };
 }
 
@@ -84,6 +94,7 @@ export interface Composed {
   /** What front ends use. */
   api: Api;
   controller: Controller;
+  runtime: Runtime;
   sys: Kernel;
   store: Store<State>;
   settings: Settings;
@@ -104,6 +115,25 @@ export function compose(settings: Settings, log: Logger, sys: Kernel = createRea
     firewallOf: (name) => chooseFirewall(name, sys, log, runDir),
     notice: settings.notice,
   });
-  const api = new LocalApi(controller, { proxy: settings.userlandProxy !== false });
-  return { api, controller, sys, store, settings: { ...settings, root, runDir } };
+  const view = { proxy: settings.userlandProxy !== false };
+  const images = new ImageStore({ root, files: sys.files, locks: sys.locks, layerFs: (dir) => new RealLayerFs(dir), log: log.child({ component: 'images' }) });
+  const cli = repoFile(join('bin', 'tsnet.js'));
+  const runtime = new Runtime({
+    root, runDir, files: sys.files, locks: sys.locks, mounts: sys.mounts, images, controller,
+    cgroups: new CgroupManager(sys.files),
+    monitorBin: nativeProgram('tsnet-monitor'),
+    initBin: nativeProgram('tsnet-init'),
+    // The monitor's last act: the same tsnet, on the same state, records the exit and cleans up.
+    cleanupArgv: (id) => [process.execPath, cli ?? 'tsnet', '--root', root, '--run-dir', runDir, '--firewall', settings.firewall, 'container', 'cleanup', id],
+    random: (n) => randomBytes(n),
+    log: log.child({ component: 'runtime' }),
+    ncpu: availableParallelism(),
+    cgroupParent: settings.cgroupParent,
+  });
+  const inUse = async () => {
+    const s = await runtime.snapshot();
+    return (id: string) => Object.values(s.containers).find((c) => c.image === id)?.name;
+  };
+  const api = new LocalApi(controller, view, new LocalContainers(runtime, images, controller, view), new LocalImages(images, inUse));
+  return { api, controller, runtime, sys, store, settings: { ...settings, root, runDir } };
 }

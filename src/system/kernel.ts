@@ -185,6 +185,8 @@ export interface FileOps {
 export interface MountOps {
   /** Bind-mounts source on target (which must exist); readOnly remounts the bind read-only. */
   bind(source: string, target: string, opts?: { readOnly?: boolean }): void;
+  /** An overlay filesystem on target (an existing directory): lower dirs top first. */
+  overlay(target: string, opts: { lower: string[]; upper: string; work: string }): void;
   /** Unmounts target (detach: lazily, MNT_DETACH); false when nothing was mounted there. */
   unmount(target: string, opts?: { detach?: boolean }): boolean;
   /** Whether a mount sits on path (compared with its parent directory's device and its own mount id). */

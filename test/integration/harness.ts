@@ -111,6 +111,10 @@ export class TestHost {
   readonly root: string;
   readonly runDir: string;
   private readonly extraNs: string[] = [];
+  /** A private mount namespace the CLI runs in (runtime tests): its mounts never reach the real host. */
+  mountNs?: string;
+  /** Extra environment for every tsnet run (a test's own cgroup parent). */
+  extraEnv: Record<string, string> = {};
 
   private constructor(readonly firewall: string) {
     this.name = `tsnet-t-${randomBytes(4).toString('hex')}`;
@@ -128,12 +132,12 @@ export class TestHost {
   }
 
   private env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-    return { ...process.env, NODE_EXTRA_CA_CERTS: '', TSNET_ROOT: this.root, TSNET_RUN: this.runDir, TSNET_FIREWALL: this.firewall, ...extra };
+    return { ...process.env, NODE_EXTRA_CA_CERTS: '', TSNET_ROOT: this.root, TSNET_RUN: this.runDir, TSNET_FIREWALL: this.firewall, ...this.extraEnv, ...extra };
   }
 
   /** Runs the tsnet CLI inside this host. */
   tsnet(args: string[], env: Record<string, string> = {}): RunResult {
-    const r = spawnSync('nsenter', [`--net=${this.nsPath}`, '--', process.execPath, TSNET_BIN, ...args], { encoding: 'utf8', env: this.env(env) });
+    const r = spawnSync('nsenter', [...this.enterArgs(), '--', process.execPath, TSNET_BIN, ...args], { encoding: 'utf8', env: this.env(env) });
     return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
   }
 
@@ -146,17 +150,25 @@ export class TestHost {
 
   /** Starts tsnet in the background (for kill tests). */
   spawnTsnet(args: string[], env: Record<string, string> = {}) {
-    return spawn('nsenter', [`--net=${this.nsPath}`, '--', process.execPath, TSNET_BIN, ...args], { env: this.env(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    return spawn('nsenter', [...this.enterArgs(), '--', process.execPath, TSNET_BIN, ...args], { env: this.env(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  }
+
+  /** nsenter's arguments that enter this host (its network namespace, and its mount namespace when it has one). */
+  enterArgs(): string[] {
+    return [`--net=${this.nsPath}`, ...(this.mountNs ? [`--mount=${this.mountNs}`] : [])];
   }
 
   /** A command in the host namespace. */
   sh(...argv: string[]): RunResult {
-    return runSync(['nsenter', `--net=${this.nsPath}`, '--', ...argv]);
+    return runSync(['nsenter', ...this.enterArgs(), '--', ...argv]);
   }
 
   /** A command inside a sandbox's namespace, by sandbox name (tsnet-created pins). */
   inSandbox(sandbox: string, ...argv: string[]): RunResult {
-    return runSync(['nsenter', `--net=${join(this.runDir, 'netns', sandbox)}`, '--', ...argv]);
+    const pin = join(this.runDir, 'netns', sandbox);
+    // The pin is a mount of the private mount namespace, when there is one: enter that first.
+    if (this.mountNs) return runSync(['nsenter', `--mount=${this.mountNs}`, '--', 'nsenter', `--net=${pin}`, '--', ...argv]);
+    return runSync(['nsenter', `--net=${pin}`, '--', ...argv]);
   }
 
   inNs(path: string, ...argv: string[]): RunResult {

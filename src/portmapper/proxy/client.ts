@@ -4,10 +4,11 @@
 import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TsnetError } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { repoFile } from '../../system/real/addon.js';
 import type { ProxyBinding, ProxyLost, ProxyReply, ProxyRequest } from './protocol.js';
 
 export interface ProxyPort {
@@ -48,17 +49,6 @@ function request(socketPath: string, req: ProxyRequest, timeoutMs = 5000): Promi
   });
 }
 
-/** The repository (or installed package) root: this module runs from dist/src/portmapper/proxy, or bundled into dist/src/cli. */
-function findUp(rel: string): string | undefined {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const p = join(dir, rel);
-    if (existsSync(p)) return p;
-    dir = dirname(dir);
-  }
-  return undefined;
-}
-
 export class ProxyClient implements ProxyPort {
   readonly socketPath: string;
   constructor(
@@ -80,9 +70,9 @@ export class ProxyClient implements ProxyPort {
 
   private start(): void {
     mkdirSync(this.runDir, { recursive: true, mode: 0o755 });
-    const main = findUp(join('dist', 'src', 'portmapper', 'proxy', 'main.js'));
+    const main = repoFile(join('dist', 'src', 'portmapper', 'proxy', 'main.js'));
     if (!main) throw new TsnetError('INTERNAL', `cannot find the userland proxy's entry point (dist/src/portmapper/proxy/main.js) near ${fileURLToPath(import.meta.url)}`);
-    const keeper = findUp(join('native', 'build', 'Release', 'tsnet-proxy-keeper'));
+    const keeper = repoFile(join('native', 'build', 'Release', 'tsnet-proxy-keeper'));
     const logFd = openSync(join(this.runDir, 'proxy.log'), 'a');
     const proxy = [process.execPath, main, '--socket', this.socketPath];
     // The keeper starts it again if it dies; without a built keeper it runs alone.

@@ -234,6 +234,16 @@ export class FakeMounts implements MountOps {
     if (opts.readOnly) this.files.readOnly.add(dst);
   }
 
+  overlay(target: string, opts: { lower: string[]; upper: string; work: string }): void {
+    const dst = this.files.resolve(target, true);
+    for (const d of [...opts.lower, opts.upper, opts.work, target]) {
+      const n = this.files.nodes.get(this.files.resolve(d, true));
+      if (!n) throw fail('mount', 'ENOENT', d);
+      if (n.t !== 'dir') throw fail('mount', 'ENOTDIR', d);
+    }
+    this.table.set(dst, { source: `overlay:${opts.lower.join(':')}`, readOnly: false });
+  }
+
   unmount(target: string, _opts: { detach?: boolean } = {}): boolean {
     let p: string;
     try {

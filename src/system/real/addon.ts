@@ -11,6 +11,10 @@ export interface NativeAddon {
   createNetns(path: string): void;
   bindMount(src: string, dst: string, readOnly?: boolean): void;
   umount(path: string, detach?: boolean): boolean;
+  /** One mount(2): source, target, fstype, flags (MS_*), data. */
+  mountFs(source: string, target: string, fstype: string, flags: number, data: string): void;
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  lsetxattr(path: string, name: string, value: Buffer): void;
   flock(fd: number, op: 'ex' | 'sh' | 'un', nonBlocking?: boolean): boolean;
   fdInode(fd: number): number;
   /** The uid of the peer of a connected unix socket (SO_PEERCRED). */
@@ -26,15 +30,26 @@ export interface RelayAddon {
   spliceStop(id: number): boolean;
 }
 
-function findModule(file: string): string {
-  // dist/src/system/real -> repo root is four levels up; src/system/real (tsx) is three.
+/** A file of the repository (the bundle's and the compiled tree's location differ). */
+export function repoFile(rel: string): string | undefined {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, 'native', 'build', 'Release', file);
+    const candidate = join(dir, rel);
     if (existsSync(candidate)) return candidate;
     dir = dirname(dir);
   }
-  throw new Error(`tsnet native module ${file} not built: run \`npm install\` (or \`npm run build\`) in the repository`);
+  return undefined;
+}
+
+/** A native program built from native/ (the monitor, the init). */
+export function nativeProgram(name: string): string {
+  return repoFile(join('native', 'build', 'Release', name)) ?? join('/nonexistent', name);
+}
+
+function findModule(file: string): string {
+  const found = repoFile(join('native', 'build', 'Release', file));
+  if (!found) throw new Error(`tsnet native module ${file} not built: run \`npm install\` (or \`npm run build\`) in the repository`);
+  return found;
 }
 
 let loaded: NativeAddon | undefined;

@@ -195,6 +195,16 @@ export class RealMounts implements MountOps {
     }
   }
 
+  overlay(target: string, opts: { lower: string[]; upper: string; work: string }): void {
+    // index=off: a layer shared by many containers must not be tied to one upper dir.
+    const data = `lowerdir=${opts.lower.join(':')},upperdir=${opts.upper},workdir=${opts.work},index=off`;
+    try {
+      nativeAddon().mountFs('overlay', target, 'overlay', 0, data);
+    } catch (err) {
+      throw sysErr('mount', `overlay on ${target}`, err);
+    }
+  }
+
   unmount(target: string, opts: { detach?: boolean } = {}): boolean {
     try {
       return nativeAddon().umount(target, opts.detach === true);

@@ -5,6 +5,7 @@
 # isolated second network; prints what tsnet shows; removes everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REPO="$(pwd)"
 unset NODE_EXTRA_CA_CERTS || true
 if [ "$(id -u)" != 0 ]; then echo "run as root (network namespaces need it)" >&2; exit 1; fi
 need=()
@@ -42,11 +43,11 @@ export TSNET_ROOT="$WORK/root" TSNET_RUN="$WORK/run"
 # sleeping process, and their cgroups under a parent of the demo's own: the host keeps neither.
 unshare --mount --propagation private sleep infinity &
 HOLDER=$!
+disown "$HOLDER"
 CGPARENT="tsnet-demo-$$"
 export TSNET_CGROUP_PARENT="$CGPARENT"
 sleep 0.2
-tsnet() { echo "+ tsnet $*" >&2; nsenter --net="/run/netns/$HOSTNS" --mount="/proc/$HOLDER/ns/mnt" -- node bin/tsnet.js "$@"; }
-insbx() { local s="$1"; shift; nsenter --mount="/proc/$HOLDER/ns/mnt" -- nsenter --net="$WORK/run/netns/$s" -- "$@"; }
+tsnet() { echo "+ tsnet $*" >&2; nsenter --net="/run/netns/$HOSTNS" --mount="/proc/$HOLDER/ns/mnt" -- node "$REPO/bin/tsnet.js" "$@"; }
 
 tsnet network create --subnet 10.123.0.0/24 demo >/dev/null
 tsnet sandbox create --network demo -p 8080:80 web >/dev/null
@@ -61,7 +62,7 @@ else
   echo "isolation: 'other' (network bridge) cannot reach 'web' (network demo), as intended"
 fi
 # A tiny web server inside "web", reached through its published port 8080 on the host.
-insbx web node -e "require('http').createServer((q, r) => r.end('hello from web, you are ' + q.socket.remoteAddress + '\n')).listen(80)" &
+nsenter --mount="/proc/$HOLDER/ns/mnt" -- nsenter --net="$WORK/run/netns/web" -- node -e "require('http').createServer((q, r) => r.end('hello from web, you are ' + q.socket.remoteAddress + '\n')).listen(80)" &
 SERVER=$!
 sleep 0.5
 tsnet port web

@@ -452,10 +452,13 @@ export class Runtime {
     }
   }
 
-  /** `tsnet container cleanup ID`: the monitor's last act. */
-  async cleanup(id: string): Promise<void> {
+  /**
+   * `tsnet container cleanup ID`, the monitor's last act: the reconcile records the
+   * exit and releases what the container held (every container that needs it, this
+   * one included; an unknown ID is no error, --rm may have removed it already).
+   */
+  async cleanup(_id: string): Promise<void> {
     await this.change(async () => undefined);
-    void id;
   }
 
   /** Processes in its cgroup. */

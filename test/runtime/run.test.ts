@@ -243,3 +243,35 @@ test('the monitor outlives the CLI: a foreground run killed with SIGKILL leaves 
     r.ok(['rm', '-f', 'fg']);
     assert.ok(processGone(st.Pid));
   }));
+
+test('a SIGKILL of tsnet at any step of run or rm is undone or finished by the next command', { skip }, () =>
+  withRuntime(async (r) => {
+    for (const point of ['start:after-rootfs', 'start:after-network', 'start:after-cgroup', 'start:before-monitor']) {
+      const cli = r.h.spawnTsnet(['run', '-d', '--name', 'crash', '-p', '7070:80', 'bb', 'sleep', '100'], { TSNET_FAULT: `${point}:hang` });
+      let err = '';
+      cli.stderr!.on('data', (d) => (err += d));
+      assert.ok(await pollUntil(() => err.includes('tsnet-fault: hang')), `${point}: reached (${err})`);
+      cli.kill('SIGKILL');
+      await new Promise((res) => cli.on('close', res));
+      const st = r.inspect('crash').State;
+      assert.equal(st.Status, 'created', `${point}: the interrupted start is undone`);
+      assert.match(st.Error, /stopped while starting/);
+      assert.deepEqual(r.leftoverCgroups(), [], `${point}: no cgroup`);
+      assert.deepEqual(r.mounts(), [], `${point}: no mount`);
+      assert.equal(r.ok(['sandbox', 'ls', '-q']), '', `${point}: no sandbox`);
+      assert.doesNotMatch(r.h.iptables(), /7070/, `${point}: no rule`);
+      r.ok(['start', 'crash']);
+      assert.equal(r.inspect('crash').State.Status, 'running', `${point}: it starts afterwards`);
+      r.ok(['rm', '-f', 'crash']);
+    }
+    r.ok(['run', '-d', '--name', 'gone', 'bb', 'sleep', '100']);
+    const cli = r.h.spawnTsnet(['rm', '-f', 'gone'], { TSNET_FAULT: 'rm:after-mark:hang' });
+    let err = '';
+    cli.stderr!.on('data', (d) => (err += d));
+    assert.ok(await pollUntil(() => err.includes('tsnet-fault: hang')));
+    cli.kill('SIGKILL');
+    await new Promise((res) => cli.on('close', res));
+    assert.equal(r.ok(['ps', '-aq']), '', 'the next command finishes the removal');
+    assert.deepEqual(r.leftoverCgroups(), []);
+    assert.deepEqual(r.mounts(), []);
+  }));

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { asTsnetError, InvalidConfigError } from '../errors.js';
-import type { CreateContainerRequest } from '../api/runtime.js';
+import { humanDuration, type CreateContainerRequest } from '../api/runtime.js';
 import { ContainerStartError, AttachClient } from '../runtime/monitor.js';
 import { parseFilterArgs } from '../api/filters.js';
 import { list, str, type Command, type Env } from './command.js';
@@ -183,13 +183,8 @@ export function humanSize(n: number): string {
   return `${i === 0 ? v : v.toPrecision(3)}${u[i]}`;
 }
 
-function ago(iso: string): string {
-  const s = Math.floor((Date.now() - Date.parse(iso)) / 1000);
-  if (s < 60) return `${Math.max(s, 1)} second${s === 1 ? '' : 's'} ago`;
-  if (s < 3600) return `${Math.floor(s / 60)} minute${Math.floor(s / 60) === 1 ? '' : 's'} ago`;
-  if (s < 86400 * 2) return `${Math.floor(s / 3600)} hours ago`;
-  return `${Math.floor(s / 86400)} days ago`;
-}
+/** Docker's CREATED column: "3 seconds ago". */
+const ago = (iso: string) => `${humanDuration(Date.now() - Date.parse(iso))} ago`;
 
 /** Prints each done name; reports each failure; the first failure's exit code (Docker: 1). */
 function report(o: { done: string[]; failed: Array<{ ref: string; error: { message: string } }> }, env: Env): number {

@@ -13,10 +13,11 @@ import type { Controller } from '../controller/controller.js';
 import { AlreadyExistsError, ConflictError, InvalidConfigError, NotFoundError, TsnetError, asTsnetError, runAll } from '../errors.js';
 import { faultPoint } from '../fault.js';
 import { findByRef } from '../controller/lookup.js';
+import { now } from '../controller/core.js';
 import type { ImageStore } from './images/store.js';
 import type { CgroupManager, ContainerCgroup } from './cgroups.js';
 import { emptyRuntime, initialState, parseRuntimeState, type ContainerRecord, type RuntimeState } from './model.js';
-import { planContainer, mergeEnv, RLIMITS, signalNumber, type CreateContainerRequest } from './spec.js';
+import { planContainer, mergeEnv, parseBytes, RLIMITS, signalNumber, type CreateContainerRequest } from './spec.js';
 import { capabilitySet, capMask, defaultSeccomp, loadSeccompProfile, type SeccompProgram } from './security.js';
 import { CLONE, MS, MASKED_PATHS, READONLY_PATHS, renderContainerPlan, renderExecPlan, standardMounts, type ContainerPlan, type FsStep, type ProcessPlan } from './plan.js';
 import { readInRoot, resolveUser, type ResolvedUser } from './users.js';
@@ -53,7 +54,6 @@ export interface StartHooks {
 }
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-const now = () => new Date().toISOString();
 
 /** Start time of a live (not zombie) process, or undefined. */
 export function processStart(pid: number): number | undefined {
@@ -282,7 +282,7 @@ export class Runtime {
       hostname: hostNet ? undefined : c.config.Hostname,
       cgroups: cg.dirs,
       oom: cg.oom,
-      log: { path: this.logPath(c), maxSize: hc.LogConfig.Config['max-size'] ? parseSize(hc.LogConfig.Config['max-size']) : 0, maxFiles: Number(hc.LogConfig.Config['max-file'] ?? 1) },
+      log: { path: this.logPath(c), maxSize: hc.LogConfig.Config['max-size'] ? parseBytes(hc.LogConfig.Config['max-size'], '--log-opt max-size') : 0, maxFiles: Number(hc.LogConfig.Config['max-file'] ?? 1) },
       exitFile: this.exitPath(c),
       attach: this.attachPath(c),
       waitAttach: hooks.attach !== undefined,
@@ -586,11 +586,6 @@ export class Runtime {
       closeSync(fd);
     }
   }
-}
-
-function parseSize(v: string): number {
-  const m = /^(\d+(?:\.\d+)?)([kmg]?)b?$/i.exec(v)!;
-  return Math.round(Number(m[1]) * ({ '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 } as Record<string, number>)[m[2]!.toLowerCase()]!);
 }
 
 /** The host's resolv.conf; without its loopback servers unless the container shares the host's network. */

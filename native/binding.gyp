@@ -16,6 +16,14 @@
       "ldflags": ["-pthread"]
     },
     {
+      "target_name": "tsnet_zstd",
+      "sources": ["src/zstd.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "libraries": ["-lzstd"]
+    },
+    {
       "target_name": "tsnet-cni-client",
       "type": "executable",
       "sources": ["src/cni-client.cc"],

@@ -14,6 +14,8 @@ for t in ip:iproute2 iptables-restore:iptables nsenter:util-linux ping:iputils-p
 done
 # The container monitor links libseccomp (Docker's default seccomp profile).
 [ -f /usr/include/seccomp.h ] || need+=(libseccomp-dev)
+# zstd image layers: native/src/zstd.cc links libzstd.
+[ -f /usr/include/zstd.h ] || need+=(libzstd-dev)
 if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi

@@ -6,7 +6,10 @@ import type { TsnetError } from '../errors.js';
 import { ConflictError, asTsnetError } from '../errors.js';
 import type { Controller } from '../controller/controller.js';
 import { Runtime, type StartHooks } from '../runtime/containers.js';
-import type { ImageStore } from '../runtime/images/store.js';
+import type { ImageConfigBody, ImageStore } from '../runtime/images/store.js';
+import type { Writable } from 'node:stream';
+import { pull } from '../runtime/images/pull.js';
+import type { RegistryClient } from '../runtime/images/registry.js';
 import type { ContainerRecord } from '../runtime/model.js';
 import type { CreateContainerRequest } from '../runtime/spec.js';
 import { inspectSandbox, portMap, publishedPorts, type PortView, type PublishedPort } from './views.js';
@@ -69,9 +72,22 @@ export interface ImageView {
   size: number;
 }
 
+export interface PullView {
+  image: ImageView;
+  ref: string;
+  digest: string;
+  upToDate: boolean;
+}
+
 export interface ImageApi {
-  import(path: string, ref?: string): Promise<ImageView>;
-  load(path: string): Promise<Array<{ image: ImageView; tags: string[] }>>;
+  /** A root filesystem tarball (a path, or a stream) as a one-layer image; changes are `-c` instructions. */
+  import(source: string | NodeJS.ReadableStream, ref?: string, changes?: ImageConfigBody): Promise<ImageView>;
+  /** A docker save archive or OCI layout: a path, or a stream of a tar. */
+  load(source: string | NodeJS.ReadableStream): Promise<Array<{ image: ImageView; tags: string[] }>>;
+  /** Pulls from a registry; progress gets Docker's non-terminal lines. */
+  pull(ref: string, opts: { insecure?: boolean }, progress?: (line: string) => void): Promise<PullView>;
+  /** Writes the images as one tar (OCI layout + docker save manifest). */
+  save(refs: string[], out: NodeJS.WritableStream): Promise<void>;
   list(): Promise<ImageView[]>;
   inspect(refs: string[]): Promise<InspectView[]>;
   remove(refs: string[], opts?: { force?: boolean }): Promise<{ lines: string[]; failed: Array<{ ref: string; error: TsnetError }> }>;
@@ -342,13 +358,24 @@ const view = (s: ImageStore, id: string): ImageView => {
 };
 
 export class LocalImages implements ImageApi {
-  constructor(private readonly s: ImageStore, private readonly inUse: () => Promise<(id: string) => string | undefined>) {}
+  constructor(
+    private readonly s: ImageStore,
+    private readonly inUse: () => Promise<(id: string) => string | undefined>,
+    private readonly registry: (insecure: boolean) => RegistryClient,
+  ) {}
 
-  async import(path: string, ref?: string): Promise<ImageView> {
-    return view(this.s, (await this.s.importRootfs(path, ref)).id);
+  async import(source: string | NodeJS.ReadableStream, ref?: string, changes?: ImageConfigBody): Promise<ImageView> {
+    return view(this.s, (await this.s.importRootfs(source, ref, { changes })).id);
   }
-  async load(path: string): Promise<Array<{ image: ImageView; tags: string[] }>> {
-    return (await this.s.load(path)).map((x) => ({ image: view(this.s, x.image.id), tags: x.tags }));
+  async load(source: string | NodeJS.ReadableStream): Promise<Array<{ image: ImageView; tags: string[] }>> {
+    return (await this.s.load(source)).map((x) => ({ image: view(this.s, x.image.id), tags: x.tags }));
+  }
+  async pull(ref: string, opts: { insecure?: boolean }, progress?: (line: string) => void): Promise<PullView> {
+    const r = await pull(this.s, this.registry(Boolean(opts.insecure)), ref, progress);
+    return { image: view(this.s, r.image.id), ref: r.ref, digest: r.digest, upToDate: r.upToDate };
+  }
+  save(refs: string[], out: NodeJS.WritableStream): Promise<void> {
+    return this.s.save(refs, out as Writable);
   }
   async list(): Promise<ImageView[]> {
     return this.s.list();
@@ -360,7 +387,7 @@ export class LocalImages implements ImageApi {
       return {
         Id: im.id,
         RepoTags: this.s.tagsOf(st, im.id),
-        RepoDigests: [],
+        RepoDigests: im.repoDigests ?? [],
         Created: im.created,
         Architecture: im.architecture,
         Os: im.os,

@@ -3,6 +3,7 @@
 // and exit codes: `run` exits with the container's code, 125 when tsnet failed,
 // 126 when the command cannot be executed, 127 when it is not found.
 import { spawn } from 'node:child_process';
+import { createWriteStream, renameSync, rmSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { asTsnetError, InvalidConfigError } from '../errors.js';
 import { humanDuration, type CreateContainerRequest } from '../api/runtime.js';
@@ -11,7 +12,8 @@ import { parseFilterArgs } from '../api/filters.js';
 import { list, str, type Command, type Env } from './command.js';
 import type { FlagSpec } from './args.js';
 import { portLine, renderInspect, renderList, shortId, table, type ListSpec } from './output.js';
-import { parseEnv, parseSignal } from '../runtime/spec.js';
+import { goArch } from '../runtime/images/pull.js';
+import { parseChanges, parseEnv, parseSignal } from '../runtime/spec.js';
 
 const RUN_FLAGS: FlagSpec[] = [
   { name: 'detach', short: 'd', type: 'bool', help: 'run in the background and print the container ID' },
@@ -51,6 +53,7 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'stop-timeout', type: 'string', help: 'seconds to wait before SIGKILL on stop', metavar: 'SECONDS' },
   { name: 'log-opt', type: 'list', help: 'json-file options: max-size=SIZE, max-file=N', metavar: 'OPT' },
   { name: 'cgroup-parent', type: 'string', help: 'parent cgroup (default tsnet)', metavar: 'PATH' },
+  { name: 'pull', type: 'string', help: 'pull the image: missing (default), always, never', metavar: 'POLICY' },
 ];
 
 function runRequest(flags: Record<string, unknown>, positionals: string[], rest: string[]): CreateContainerRequest {
@@ -94,6 +97,29 @@ function runRequest(flags: Record<string, unknown>, positionals: string[], rest:
     interactive: Boolean(flags.interactive),
     cgroupParent: str(flags['cgroup-parent']),
   };
+}
+
+/**
+ * Docker's `--pull` for run and create: an image the store lacks is pulled first
+ * ("Unable to find image 'X' locally"), its progress on stderr.
+ */
+async function pullFor(env: Env, flags: Record<string, unknown>, image: string): Promise<void> {
+  const policy = str(flags.pull) ?? 'missing';
+  if (!['missing', 'always', 'never'].includes(policy)) throw new InvalidConfigError(`invalid --pull "${policy}": use missing, always or never`);
+  if (policy === 'never') return;
+  const api = env.tsnet().api.images;
+  if (policy === 'missing') {
+    try {
+      await api.inspect([image]);
+      return;
+    } catch (err) {
+      if (asTsnetError(err).code !== 'NOT_FOUND') throw err;
+    }
+    // An ID (prefix) names nothing to pull.
+    if (/^(sha256:)?[a-f0-9]{12,64}$/.test(image)) return;
+    env.err(`Unable to find image '${image}' locally`);
+  }
+  await api.pull(image, {}, (l) => env.err(l));
 }
 
 /** tsnet's own failure as Docker reports it for run/start/exec: the message, and 125 (126/127 for the command). */
@@ -206,6 +232,7 @@ const run: Command = {
   async run({ flags, positionals, rest }, env) {
     let id: string;
     try {
+      await pullFor(env, flags, positionals[0]!);
       ({ id } = await env.tsnet().api.containers.create(runRequest(flags, positionals, rest)));
     } catch (err) {
       return failed(env, err);
@@ -233,6 +260,7 @@ const create: Command = {
   flags: RUN_FLAGS.filter((f) => f.name !== 'detach'),
   async run({ flags, positionals, rest }, env) {
     try {
+      await pullFor(env, flags, positionals[0]!);
       env.out((await env.tsnet().api.containers.create(runRequest(flags, positionals, rest))).id);
       return 0;
     } catch (err) {
@@ -499,29 +527,77 @@ const CONTAINER_COMMANDS_LIST: Command[] = [
   {
     path: 'image import',
     usage: 'tsnet image import [-c CHANGE] FILE|- [NAME[:TAG]]',
-    summary: 'Make a one-layer image from a root filesystem tarball (tar or tar.gz)',
+    summary: 'Make a one-layer image from a root filesystem tarball (tar, tar.gz or tar.zst; - reads stdin)',
     minArgs: 1,
     maxArgs: 2,
-    flags: [{ name: 'change', short: 'c', type: 'list', help: 'Dockerfile instruction: CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, STOPSIGNAL (JSON form for CMD/ENTRYPOINT)', metavar: 'INSTR' }],
+    flags: [{ name: 'change', short: 'c', type: 'list', help: 'Dockerfile instruction: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR (repeatable)', metavar: 'INSTR' }],
     async run({ flags, positionals }, env) {
-      if (list(flags.change).length) throw new InvalidConfigError('--change is not supported yet');
-      const im = await env.tsnet().api.images.import(positionals[0]!, positionals[1]);
+      const changes = parseChanges(list(flags.change));
+      const src = positionals[0] === '-' ? process.stdin : positionals[0]!;
+      const im = await env.tsnet().api.images.import(src, positionals[1], changes);
       env.out(im.id);
       return 0;
     },
   },
   {
     path: 'image load',
-    usage: 'tsnet image load -i ARCHIVE',
-    summary: 'Load images from a docker save archive or an OCI image layout (tar or directory)',
+    usage: 'tsnet image load [-i ARCHIVE] [< ARCHIVE]',
+    summary: 'Load images from a docker save archive or an OCI image layout (tar, tar.gz or directory; stdin without -i)',
     maxArgs: 0,
-    flags: [{ name: 'input', short: 'i', type: 'string', help: 'the archive (or OCI layout directory)', metavar: 'PATH' }],
+    flags: [
+      { name: 'input', short: 'i', type: 'string', help: 'the archive (or OCI layout directory); default stdin', metavar: 'PATH' },
+      { name: 'quiet', short: 'q', type: 'bool', help: 'accepted for Docker compatibility' },
+    ],
     async run({ flags }, env) {
       const input = str(flags.input);
-      if (!input) throw new InvalidConfigError('load needs -i ARCHIVE (reading stdin is not supported yet)');
-      for (const l of await env.tsnet().api.images.load(input)) {
+      if (!input && process.stdin.isTTY) throw new InvalidConfigError('requested load from stdin, but stdin is a terminal: give -i ARCHIVE or redirect a file in');
+      for (const l of await env.tsnet().api.images.load(input ?? process.stdin)) {
         if (l.tags.length) for (const t of l.tags) env.out(`Loaded image: ${t}`);
         else env.out(`Loaded image ID: ${l.image.id}`);
+      }
+      return 0;
+    },
+  },
+  {
+    path: 'image pull',
+    usage: 'tsnet image pull [--insecure] [-q] NAME[:TAG|@DIGEST]',
+    summary: 'Pull an image from a registry (OCI distribution API; HTTPS, or HTTP for loopback and --insecure)',
+    minArgs: 1,
+    maxArgs: 1,
+    flags: [
+      { name: 'insecure', type: 'bool', help: 'allow plain HTTP (and fall back to it when HTTPS fails)' },
+      { name: 'quiet', short: 'q', type: 'bool', help: 'print only the image name' },
+      { name: 'platform', type: 'string', help: `linux/${goArch()} (this machine's) only`, metavar: 'OS/ARCH' },
+    ],
+    async run({ flags, positionals }, env) {
+      const platform = str(flags.platform);
+      const here = `linux/${goArch()}`;
+      if (platform && platform !== here) throw new InvalidConfigError(`--platform ${platform}: only ${here}, this machine's, is supported`);
+      const r = await env.tsnet().api.images.pull(positionals[0]!, { insecure: Boolean(flags.insecure) }, flags.quiet ? undefined : (l) => env.out(l));
+      env.out(r.ref);
+      return 0;
+    },
+  },
+  {
+    path: 'image save',
+    usage: 'tsnet image save [-o FILE] IMAGE [IMAGE...]',
+    summary: 'Write images as one tar (an OCI image layout that docker load also reads); stdout without -o',
+    minArgs: 1,
+    flags: [{ name: 'output', short: 'o', type: 'string', help: 'write to FILE (made whole, then renamed into place)', metavar: 'FILE' }],
+    async run({ flags, positionals }, env) {
+      const output = str(flags.output);
+      if (!output) {
+        if (process.stdout.isTTY) throw new InvalidConfigError('cowardly refusing to save to a terminal: use -o FILE or redirect stdout');
+        await env.tsnet().api.images.save(positionals, process.stdout);
+        return 0;
+      }
+      const tmp = `${output}.tmp-${process.pid}`;
+      try {
+        await env.tsnet().api.images.save(positionals, createWriteStream(tmp, { mode: 0o644 }));
+        renameSync(tmp, output);
+      } catch (err) {
+        rmSync(tmp, { force: true });
+        throw err;
       }
       return 0;
     },
@@ -597,6 +673,8 @@ export const CONTAINER_COMMANDS: Command[] = [
   alias('rmi ', 'image rm'),
   alias('tag ', 'image tag'),
   alias('load ', 'image load'),
+  alias('pull ', 'image pull'),
+  alias('save ', 'image save'),
   alias('import ', 'image import'),
   alias('container ls', 'ps '),
   alias('container run', 'run '),

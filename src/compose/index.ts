@@ -29,6 +29,7 @@ import { Runtime } from '../runtime/containers.js';
 import { CgroupManager } from '../runtime/cgroups.js';
 import { LocalContainers, LocalImages } from '../api/runtime.js';
 import { RealLayerFs } from '../system/real/layerfs.js';
+import { RegistryClient, dockerCredentials, isLoopbackHost } from '../runtime/images/registry.js';
 import { nativeProgram, repoFile } from '../system/real/addon.js';
 
 export type FirewallChoice = 'auto' | 'iptables' | 'nftables' | 'none';
@@ -43,6 +44,10 @@ export interface Settings {
   userlandProxy?: boolean;
   /** The cgroup containers get theirs under (TSNET_CGROUP_PARENT, default tsnet; --cgroup-parent per container). */
   cgroupParent?: string;
+  /** Registries pulled from over plain HTTP when HTTPS fails (TSNET_INSECURE_REGISTRIES, comma-separated host[:port]); loopback ones always are. */
+  insecureRegistries?: string[];
+  /** Where HOST[:PORT]/ca.crt for registries are looked up (TSNET_CERTS_D, colon-separated; default /etc/tsnet/certs.d then /etc/docker/certs.d). */
+  certsDirs?: string[];
   /** Where messages the user must see go (the CLI: stderr). */
   notice?: (message: string) => void;
 }
@@ -55,6 +60,8 @@ export function defaultSettings(env: NodeJS.ProcessEnv = process.env): Settings 
     sweepIntervalSec: parseSweep(env.TSNET_SWEEP_INTERVAL),
     userlandProxy: env.TSNET_USERLAND_PROXY !== 'false' && env.TSNET_USERLAND_PROXY !== '0',
     cgroupParent: env.TSNET_CGROUP_PARENT || undefined,
+    insecureRegistries: (env.TSNET_INSECURE_REGISTRIES ?? '').split(',').map((x) => x.trim()).filter(Boolean),
+    certsDirs: env.TSNET_CERTS_D ? env.TSNET_CERTS_D.split(':').filter(Boolean) : ['/etc/tsnet/certs.d', '/etc/docker/certs.d'],
   };
 }
 
@@ -134,6 +141,11 @@ export function compose(settings: Settings, log: Logger, sys: Kernel = createRea
     const s = await runtime.snapshot();
     return (id: string) => Object.values(s.containers).find((c) => c.image === id)?.name;
   };
-  const api = new LocalApi(controller, view, new LocalContainers(runtime, images, controller, view), new LocalImages(images, inUse));
+  const registry = (insecure: boolean) => new RegistryClient({
+    insecure: (host) => insecure || isLoopbackHost(host) || (settings.insecureRegistries ?? []).includes(host),
+    certsDirs: settings.certsDirs ?? [],
+    credentials: dockerCredentials(),
+  });
+  const api = new LocalApi(controller, view, new LocalContainers(runtime, images, controller, view), new LocalImages(images, inUse, registry));
   return { api, controller, runtime, sys, store, settings: { ...settings, root, runDir } };
 }

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { isAbsolute, posix } from 'node:path';
 import { InvalidConfigError } from '../errors.js';
-import type { ImageRecord } from './images/store.js';
+import type { ImageConfigBody, ImageRecord } from './images/store.js';
 import type { ContainerConfig, HostConfig, MountSpec, UlimitSpec } from './model.js';
 import { capabilitySet } from './security.js';
 
@@ -329,4 +329,85 @@ export function planContainer(req: CreateContainerRequest, image: ImageRecord, e
     CgroupParent: cgroupParent,
   };
   return { name: req.name, config, hostConfig };
+}
+
+/**
+ * `import -c`: the Dockerfile instructions docker import takes (CMD, ENTRYPOINT,
+ * ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR), as image config keys.
+ * CMD and ENTRYPOINT take the JSON form or a shell form (run by /bin/sh -c).
+ */
+export function parseChanges(changes: string[]): ImageConfigBody {
+  const out: ImageConfigBody = {};
+  const words = (s: string) => s.trim().split(/\s+/).filter(Boolean);
+  const argv = (rest: string, what: string): string[] => {
+    const t = rest.trim();
+    if (t.startsWith('[')) {
+      let v: unknown;
+      try {
+        v = JSON.parse(t);
+      } catch {
+        throw new InvalidConfigError(`--change "${what} ${t}": not a JSON list of strings`);
+      }
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new InvalidConfigError(`--change "${what} ${t}": not a JSON list of strings`);
+      return v;
+    }
+    return ['/bin/sh', '-c', t];
+  };
+  // KEY=VALUE pairs, or the legacy "KEY VALUE" form for one pair.
+  const pairs = (rest: string, what: string): Array<[string, string]> => {
+    const t = rest.trim();
+    if (!/^[^\s=]+=/.test(t)) {
+      const [k, ...v] = words(t);
+      if (!k || !v.length) throw new InvalidConfigError(`--change "${what} ${t}": needs KEY=VALUE`);
+      return [[k, v.join(' ')]];
+    }
+    const re = /([^\s=]+)=("(?:[^"\\]|\\.)*"|\S*)/g;
+    const res: Array<[string, string]> = [];
+    for (const m of t.matchAll(re)) res.push([m[1]!, m[2]!.startsWith('"') ? JSON.parse(m[2]!) : m[2]!]);
+    if (!res.length) throw new InvalidConfigError(`--change "${what} ${t}": needs KEY=VALUE`);
+    return res;
+  };
+  for (const c of changes) {
+    const m = /^\s*([A-Za-z]+)\s+([\s\S]*)$/.exec(c);
+    if (!m) throw new InvalidConfigError(`--change "${c}": expected INSTRUCTION ARGUMENTS`);
+    const instr = m[1]!.toUpperCase();
+    const rest = m[2]!;
+    switch (instr) {
+      case 'CMD':
+        out.Cmd = argv(rest, instr);
+        break;
+      case 'ENTRYPOINT':
+        out.Entrypoint = argv(rest, instr);
+        break;
+      case 'ENV':
+        out.Env = mergeEnv(out.Env ?? [], pairs(rest, instr).map(([k, v]) => `${k}=${v}`));
+        break;
+      case 'LABEL':
+        out.Labels = { ...(out.Labels ?? {}), ...Object.fromEntries(pairs(rest, instr)) };
+        break;
+      case 'EXPOSE':
+        for (const p of words(rest)) {
+          if (!/^\d+(?:-\d+)?(?:\/(tcp|udp|sctp))?$/.test(p)) throw new InvalidConfigError(`--change "EXPOSE ${p}": PORT[/tcp|udp|sctp]`);
+          out.ExposedPorts = { ...(out.ExposedPorts ?? {}), [p.includes('/') ? p : `${p}/tcp`]: {} };
+        }
+        break;
+      case 'STOPSIGNAL':
+        parseSignal(rest.trim());
+        out.StopSignal = rest.trim();
+        break;
+      case 'USER':
+        out.User = rest.trim();
+        break;
+      case 'WORKDIR':
+        if (!rest.trim().startsWith('/')) throw new InvalidConfigError(`--change "WORKDIR ${rest.trim()}": must be an absolute path`);
+        out.WorkingDir = rest.trim();
+        break;
+      case 'VOLUME':
+        for (const v of rest.trim().startsWith('[') ? argv(rest, instr) : words(rest)) out.Volumes = { ...(out.Volumes ?? {}), [v]: {} };
+        break;
+      default:
+        throw new InvalidConfigError(`--change "${c}": ${instr} is not one of CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR`);
+    }
+  }
+  return out;
 }

@@ -136,8 +136,8 @@ export class TestHost {
   }
 
   /** Runs the tsnet CLI inside this host. */
-  tsnet(args: string[], env: Record<string, string> = {}): RunResult {
-    const r = spawnSync('nsenter', [...this.enterArgs(), '--', process.execPath, TSNET_BIN, ...args], { encoding: 'utf8', env: this.env(env) });
+  tsnet(args: string[], env: Record<string, string> = {}, opts: { input?: Buffer } = {}): RunResult {
+    const r = spawnSync('nsenter', [...this.enterArgs(), '--', process.execPath, TSNET_BIN, ...args], { encoding: 'utf8', env: this.env(env), input: opts.input, maxBuffer: 64 << 20 });
     return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
   }
 

@@ -184,7 +184,7 @@ test('--init reaps zombies and forwards signals; --user, -w, -e, --env-file, --r
 test('bad input: one clear line, a non-zero exit, and nothing left behind', { skip }, () =>
   withRuntime((r) => {
     const cases: Array<[string[], RegExp, number?]> = [
-      [['run', 'nosuchimage'], /No such image: nosuchimage/],
+      [['run', '--pull', 'never', 'nosuchimage'], /No such image: nosuchimage/],
       [['run', '--memory', 'lots', 'bb', 'true'], /invalid --memory "lots"/],
       [['run', '--memory', '1k', 'bb', 'true'], /minimum memory limit/],
       [['run', '--cpus', 'x', 'bb', 'true'], /invalid --cpus/],

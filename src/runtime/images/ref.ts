@@ -40,7 +40,14 @@ export function parseRef(text: string): ImageRef {
     if (!COMPONENT.test(p)) throw bad(`"${p}" must be lowercase letters, digits and separators (. _ __ -)`);
   }
   if (rest.length > 255) throw bad('name longer than 255 characters');
-  return { name: rest, tag: tag ?? (digest ? undefined : 'latest'), digest };
+  return { name: familiar(rest), tag: tag ?? (digest ? undefined : 'latest'), digest };
+}
+
+/** Docker's familiar form of a Docker Hub name: docker.io/library/busybox is busybox, docker.io/x/y is x/y. */
+function familiar(name: string): string {
+  const hub = /^(?:docker\.io|index\.docker\.io|registry-1\.docker\.io)\/(.+)$/.exec(name);
+  const rest = hub ? hub[1]! : name;
+  return /^library\/[^/]+$/.test(rest) ? rest.slice('library/'.length) : rest;
 }
 
 /** "name:tag" (or "name@digest"): the key tags are filed under. */

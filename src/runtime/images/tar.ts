@@ -201,3 +201,35 @@ export class TarReader {
     }
   }
 }
+
+/** A ustar header for a regular file or directory (names under 100 bytes, as tsnet writes them). */
+export function tarHeader(name: string, opts: { size?: number; dir?: boolean; mode?: number; mtime?: number }): Buffer {
+  const h = Buffer.alloc(512);
+  if (Buffer.byteLength(name) > 99) throw new Error(`tar: name "${name}" is too long for a ustar header`);
+  const field = (off: number, len: number, v: number) => {
+    if (v < 8 ** (len - 1)) h.write(v.toString(8).padStart(len - 1, '0'), off, 'ascii');
+    else {
+      // base-256 for sizes octal cannot hold (over 8 GiB)
+      h[off] = 0x80;
+      for (let i = off + len - 1, x = v; i > off; i--, x = Math.floor(x / 256)) h[i] = x % 256;
+    }
+  };
+  h.write(name, 0, 'utf8');
+  field(100, 8, opts.mode ?? (opts.dir ? 0o755 : 0o644));
+  field(108, 8, 0);
+  field(116, 8, 0);
+  field(124, 12, opts.dir ? 0 : opts.size ?? 0);
+  field(136, 12, Math.floor(opts.mtime ?? 0));
+  h.write(opts.dir ? '5' : '0', 156, 'ascii');
+  h.write('ustar\x0000', 257, 'binary');
+  h.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'ascii');
+  return h;
+}
+
+/** Zero bytes that pad a body of size bytes to the next 512-byte block. */
+export const tarPadding = (size: number) => Buffer.alloc((512 - (size % 512)) % 512);
+/** The two zero blocks that end an archive. */
+export const TAR_END = Buffer.alloc(1024);

@@ -30,6 +30,17 @@ export interface RelayAddon {
   spliceStop(id: number): boolean;
 }
 
+/** Streaming zstd decompression (native/src/zstd.cc): Node 20's zlib has none. */
+export interface ZstdDecoder {
+  /** The bytes this chunk decompressed to (throws on corrupt input). */
+  push(chunk: Buffer): Buffer;
+  /** True when the input so far ends on a frame boundary (false: truncated). */
+  end(): boolean;
+}
+export interface ZstdAddon {
+  Decoder: new () => ZstdDecoder;
+}
+
 /** A file of the repository (the bundle's and the compiled tree's location differ). */
 export function repoFile(rel: string): string | undefined {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -54,6 +65,7 @@ function findModule(file: string): string {
 
 let loaded: NativeAddon | undefined;
 let relay: RelayAddon | undefined;
+let zstd: ZstdAddon | undefined;
 /** The addon is a process-wide resource by nature (a loaded shared object). */
 export function nativeAddon(): NativeAddon {
   loaded ??= createRequire(import.meta.url)(findModule('tsnet_native.node')) as NativeAddon;
@@ -63,4 +75,9 @@ export function nativeAddon(): NativeAddon {
 export function relayAddon(): RelayAddon {
   relay ??= createRequire(import.meta.url)(findModule('tsnet_relay.node')) as RelayAddon;
   return relay;
+}
+/** The zstd decoder, loaded on the first zstd layer. */
+export function zstdAddon(): ZstdAddon {
+  zstd ??= createRequire(import.meta.url)(findModule('tsnet_zstd.node')) as ZstdAddon;
+  return zstd;
 }

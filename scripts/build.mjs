@@ -47,6 +47,8 @@ const bundle = (entry, out) =>
     logLevel: 'warning',
   });
 await bundle(join(root, 'dist', 'src', 'cli', 'main.js'), join(root, 'dist', 'src', 'cli', 'main.bundle.mjs'));
+// tsnet-runc: the OCI runtime's command line alone (an engine pays its start-up per container).
+await bundle(join(root, 'dist', 'src', 'cli', 'oci-main.js'), join(root, 'dist', 'src', 'cli', 'oci-main.bundle.mjs'));
 const pluginDir = join(root, 'dist', 'cni-plugins');
 for (const f of existsSync(pluginDir) ? readdirSync(pluginDir) : []) {
   if (f.startsWith('tsnet-') && f.endsWith('.js')) await bundle(join(pluginDir, f), join(pluginDir, f.replace(/\.js$/, '.bundle.mjs')));

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -272,15 +273,16 @@ static void run_cleanup(void) {
   }
 }
 
-// Reads "R" (ready) or "E..." (a setup failure) from the child; 1 ready, 0 EOF, -1 error in msg.
-static int read_child(int fd, char *msg, size_t n) {
+// Reads the byte `ready` ('R', or 'N' for namespaces made) or "E..." (a setup
+// failure) from the child; 1 ready, 0 EOF, -1 error in msg.
+static int read_child(int fd, char *msg, size_t n, char ready) {
   size_t k = 0;
   for (;;) {
     ssize_t r = read(fd, msg + k, n - 1 - k);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
     k += (size_t)r;
-    if (msg[0] == 'R') return 1;
+    if (msg[0] == ready) return 1;
     if (k == n - 1 || msg[k - 1] == '\n') break;
   }
   msg[k] = 0;
@@ -288,6 +290,25 @@ static int read_child(int fd, char *msg, size_t n) {
   if (msg[k - 1] == '\n') msg[k - 1] = 0;
   memmove(msg, msg + 1, k); // drop the 'E'
   return -1;
+}
+
+// Puts pid into each of the plan's cgroups; says why not on the sync fd.
+static int join_cgroups(pid_t pid) {
+  for (int i = 0; i < P->count; i++) {
+    const struct directive *d = &P->d[i];
+    if (strcmp(d->argv[0], "cgroup") != 0 || d->argc < 2) continue;
+    char path[4200], num[32];
+    snprintf(path, sizeof path, "%s/cgroup.procs", d->argv[1]);
+    int n = snprintf(num, sizeof num, "%d", pid);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, num, (size_t)n) != n) {
+      say("error 125 join cgroup %s: %s\n", d->argv[1], strerror(errno));
+      if (fd >= 0) close(fd);
+      return -1;
+    }
+    close(fd);
+  }
+  return 0;
 }
 
 static int exit_code_of(int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); }
@@ -400,23 +421,13 @@ static int cmd_run(void) {
 
   long long oom_before = oom_count();
   char msg[1100];
-  for (int i = 0; i < P->count; i++) {
-    const struct directive *d = &P->d[i];
-    if (strcmp(d->argv[0], "cgroup") != 0 || d->argc < 2) continue;
-    char path[4200], num[32];
-    snprintf(path, sizeof path, "%s/cgroup.procs", d->argv[1]);
-    int n = snprintf(num, sizeof num, "%d", pid);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, num, (size_t)n) != n) {
-      say("error 125 join cgroup %s: %s\n", d->argv[1], strerror(errno));
-      kill(pid, SIGKILL);
-      waitpid(pid, NULL, 0);
-      return 1;
-    }
-    close(fd);
+  if (join_cgroups(pid) < 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return 1;
   }
   (void)!write(go[1], "1", 1);
-  int r = read_child(rep[0], msg, sizeof msg);
+  int r = read_child(rep[0], msg, sizeof msg, 'R');
   if (r != 1) {
     int st = 0;
     waitpid(pid, &st, 0);
@@ -433,7 +444,7 @@ static int cmd_run(void) {
   }
   (void)!write(go[1], "1", 1);
   close(go[1]);
-  r = read_child(rep[0], msg, sizeof msg);
+  r = read_child(rep[0], msg, sizeof msg, 'R');
   close(rep[0]);
   int st = 0, exited = 0;
   if (r < 0) {
@@ -540,6 +551,179 @@ static int cmd_run(void) {
   return 0;
 }
 
+// ---------------------------------------------------------------- create (OCI)
+// The runc-shaped path: no monitor stays. The child sets itself up and waits on a
+// pipe it holds both ends of; `start` writes a byte to /proc/PID/fd/W. The helper
+// exits once the child is ready, so the child is reparented to the caller's
+// subreaper (containerd's shim, conmon), as runc's init is. With "foreground"
+// the helper stays its parent instead and exits with its status (`run` without -d).
+// Sync on fd 3 (a socket): "pid N" (namespaces made), then it waits for a line
+// ("go" after the hooks), then "created W" or "error CODE MESSAGE".
+
+static int connect_unix(const char *path) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof a.sun_path) return errno = ENAMETOOLONG, -1;
+  strcpy(a.sun_path, path);
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -1;
+  if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
+    int e = errno;
+    close(s);
+    return errno = e, -1;
+  }
+  return s;
+}
+
+// Sends fd over the connected unix socket s (SCM_RIGHTS).
+static int send_fd(int s, int fd) {
+  char byte = 0;
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET, c->cmsg_type = SCM_RIGHTS, c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  return sendmsg(s, &m, 0) < 0 ? -1 : 0;
+}
+
+// In the container, after pivot_root: a pty from its own devpts (so tty(1) names
+// /dev/pts/N there), made the controlling terminal and stdio, bound over
+// /dev/console, its master sent to the console socket, as runc does.
+static void container_console(int csock) {
+  int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  char path[128];
+  if (master < 0 || unlockpt(master) < 0 || ptsname_r(master, path, sizeof path) != 0) fail(125, "allocate a pty in the container: %s", strerror(errno));
+  const struct directive *ws = plan_find(P, "winsize");
+  if (ws && ws->argc >= 3) {
+    struct winsize w = {.ws_row = (unsigned short)atoi(ws->argv[1]), .ws_col = (unsigned short)atoi(ws->argv[2])};
+    ioctl(master, TIOCSWINSZ, &w);
+  }
+  int slave = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0) fail(125, "open %s: %s", path, strerror(errno));
+  int cfd = open("/dev/console", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (cfd >= 0) close(cfd);
+  if (mount(path, "/dev/console", NULL, MS_BIND, NULL) < 0) fail(125, "bind the console: %s", strerror(errno));
+  setsid();
+  if (ioctl(slave, TIOCSCTTY, 0) < 0) fail(125, "controlling terminal: %s", strerror(errno));
+  dup2(slave, 0), dup2(slave, 1), dup2(slave, 2);
+  close(slave);
+  if (send_fd(csock, master) < 0) fail(125, "send the console: %s", strerror(errno));
+  close(master);
+  close(csock);
+}
+
+static int read_line(int fd, char *buf, size_t n) {
+  size_t k = 0;
+  while (k < n - 1) {
+    ssize_t r = read(fd, buf + k, 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    if (buf[k] == '\n') break;
+    k++;
+  }
+  buf[k] = 0;
+  return (int)k;
+}
+
+static int cmd_create(void) {
+  const char *cl = plan_get(P, "clone");
+  unsigned long flags = cl ? strtoul(cl, NULL, 0) : 0;
+  const char *console_sock = plan_get(P, "consolesocket");
+  int foreground = plan_find(P, "foreground") != NULL;
+  for (int i = 0; i < P->count; i++) {
+    const struct directive *d = &P->d[i];
+    if (strcmp(d->argv[0], "nsjoin") != 0 || d->argc < 3 || strcmp(d->argv[1], "pid") != 0) continue;
+    int fd = open(d->argv[2], O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || setns(fd, CLONE_NEWPID) < 0) {
+      say("error 125 join the pid namespace %s: %s\n", d->argv[2], strerror(errno));
+      return 1;
+    }
+    close(fd);
+  }
+  int csock = -1;
+  if (console_sock && (csock = connect_unix(console_sock)) < 0) {
+    say("error 125 connect to the console socket %s: %s\n", console_sock, strerror(errno));
+    return 1;
+  }
+  int go[2], rep[2], sp[2];
+  if (pipe2(go, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0 || pipe2(sp, O_CLOEXEC) < 0) {
+    say("error 125 pipes: %s\n", strerror(errno));
+    return 1;
+  }
+  pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, 0);
+  if (pid < 0) {
+    say("error 125 clone: %s\n", strerror(errno));
+    return 1;
+  }
+  if (pid == 0) {
+    report_to(rep[1]);
+    close(syncfd);
+    char b;
+    if (read(go[0], &b, 1) != 1) _exit(125);
+    setup_namespaces(P);
+    if (write(rep[1], "N", 1) != 1) _exit(125);
+    if (read(go[0], &b, 1) != 1) _exit(125);
+    setup_rootfs(P, NULL);
+    if (csock >= 0) container_console(csock);
+    setup_process(P);
+    const char *file = resolve_exec(P);
+    if (write(rep[1], "R", 1) != 1) _exit(125);
+    close(rep[1]);
+    // Created: wait for `start`.
+    for (;;) {
+      ssize_t r = read(sp[0], &b, 1);
+      if (r == 1) break;
+      if (r < 0 && errno == EINTR) continue;
+      _exit(125);
+    }
+    for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    exec_resolved(P, file);
+  }
+  close(go[0]), close(rep[1]), close(sp[0]);
+  if (csock >= 0) close(csock);
+  if (join_cgroups(pid) < 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return 1;
+  }
+  char msg[1100];
+  int st = 0;
+  (void)!write(go[1], "1", 1);
+  int r = read_child(rep[0], msg, sizeof msg, 'N');
+  if (r != 1) {
+    waitpid(pid, &st, 0);
+    say("error %d %s\n", exit_code_of(st) == 0 ? 125 : exit_code_of(st), r < 0 ? msg : "container setup failed");
+    return 1;
+  }
+  say("pid %d\n", pid);
+  char line[64];
+  if (read_line(syncfd, line, sizeof line) <= 0 || strcmp(line, "go") != 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return 1;
+  }
+  (void)!write(go[1], "1", 1);
+  close(go[1]);
+  r = read_child(rep[0], msg, sizeof msg, 'R');
+  close(rep[0]);
+  if (r != 1) {
+    waitpid(pid, &st, 0);
+    say("error %d %s\n", exit_code_of(st) == 0 ? 125 : exit_code_of(st), r < 0 ? msg : "container setup failed");
+    return 1;
+  }
+  say("created %d\n", sp[1]);
+  close(sp[1]);
+  if (!foreground) return 0;
+  close(syncfd);
+  syncfd = -1;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) return 125;
+  return exit_code_of(st);
+}
+
 // ---------------------------------------------------------------- exec
 
 static pid_t exec_child;
@@ -554,10 +738,14 @@ static int cmd_exec(void) {
       {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"net", CLONE_NEWNET}, {"pid", CLONE_NEWPID}, {"cgroup", CLONE_NEWCGROUP}, {"mnt", CLONE_NEWNS}};
   int fds[6];
   for (int i = 0; i < 6; i++) {
-    char path[64];
+    char path[64], mine[64];
     snprintf(path, sizeof path, "/proc/%s/ns/%s", target, kinds[i].name);
     fds[i] = open(path, O_RDONLY | O_CLOEXEC);
     if (fds[i] < 0) fail(125, "container process %s: %s", target, strerror(errno));
+    // A namespace the container shares with us (an OCI config may keep the host's) is not joined.
+    snprintf(mine, sizeof mine, "/proc/self/ns/%s", kinds[i].name);
+    struct stat a, b;
+    if (fstat(fds[i], &a) == 0 && stat(mine, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) close(fds[i]), fds[i] = -1;
   }
   for (int i = 0; i < P->count; i++) {
     const struct directive *d = &P->d[i];
@@ -569,16 +757,56 @@ static int cmd_exec(void) {
     if (fd < 0 || write(fd, num, (size_t)n) != n) fail(125, "join cgroup %s: %s", d->argv[1], strerror(errno));
     close(fd);
   }
+  // The pid file is the caller's path: its directory is opened before we enter the container's mounts.
+  const char *pidfile = plan_get(P, "pidfile");
+  int piddir = -1;
+  char pidbase[4096] = {0};
+  if (pidfile) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", pidfile);
+    char *slash = strrchr(dir, '/');
+    snprintf(pidbase, sizeof pidbase, "%s", slash ? slash + 1 : dir);
+    if (slash) *slash = 0;
+    piddir = open(slash ? (*dir ? dir : "/") : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (piddir < 0 || !*pidbase) fail(125, "pid file %s: %s", pidfile, strerror(errno));
+  }
   for (int i = 0; i < 6; i++) {
+    if (fds[i] < 0) continue;
     if (setns(fds[i], kinds[i].type) < 0) fail(125, "join the %s namespace: %s", kinds[i].name, strerror(errno));
     close(fds[i]);
   }
+  // detach: exit once the process has exec'd (a CLOEXEC pipe tells), leaving it to our parent's subreaper.
+  int detach = plan_find(P, "detach") != NULL;
+  int ep[2] = {-1, -1};
+  if (detach && pipe2(ep, O_CLOEXEC) < 0) fail(125, "pipe: %s", strerror(errno));
   exec_child = fork();
   if (exec_child < 0) fail(125, "fork: %s", strerror(errno));
   if (exec_child == 0) {
+    if (detach) close(ep[0]), report_to(ep[1]);
     if (chdir("/") < 0) fail(125, "chdir /: %s", strerror(errno));
     setup_process(P);
     exec_process(P);
+  }
+  if (pidfile) {
+    char tmp[4200], num[32];
+    snprintf(tmp, sizeof tmp, ".%s.tmp", pidbase);
+    int n = snprintf(num, sizeof num, "%d", exec_child);
+    int fd = openat(piddir, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, num, (size_t)n) != n || renameat(piddir, tmp, piddir, pidbase) < 0) fail(125, "pid file %s: %s", pidfile, strerror(errno));
+    close(fd);
+    close(piddir);
+  }
+  if (detach) {
+    close(ep[1]);
+    char msg[1100];
+    ssize_t k = read(ep[0], msg, sizeof msg - 1);
+    if (k <= 0) return 0; // exec'd
+    msg[k] = 0;
+    if (k > 1 && msg[k - 1] == '\n') msg[k - 1] = 0;
+    fprintf(stderr, "tsnet: %s\n", msg[0] == 'E' ? msg + 1 : msg);
+    int st;
+    waitpid(exec_child, &st, 0);
+    return exit_code_of(st);
   }
   struct sigaction sa = {.sa_handler = forward};
   sigemptyset(&sa.sa_mask);
@@ -591,8 +819,8 @@ static int cmd_exec(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3 || (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "exec") != 0)) {
-    fprintf(stderr, "usage: tsnet-monitor run|exec PLAN (started by tsnet, not by hand)\n");
+  if (argc != 3 || (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "exec") != 0 && strcmp(argv[1], "create") != 0)) {
+    fprintf(stderr, "usage: tsnet-monitor run|create|exec PLAN (started by tsnet, not by hand)\n");
     return 2;
   }
   static struct plan plan;
@@ -603,6 +831,7 @@ int main(int argc, char **argv) {
   if (fcntl(syncfd, F_GETFD) < 0) syncfd = -1;
   else fcntl(syncfd, F_SETFD, FD_CLOEXEC);
   signal(SIGPIPE, SIG_IGN);
+  if (strcmp(argv[1], "create") == 0) return cmd_create();
   signal(SIGHUP, SIG_IGN);
   signal(SIGINT, SIG_IGN);
   signal(SIGTERM, SIG_IGN);

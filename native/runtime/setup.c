@@ -17,6 +17,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sched.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -168,6 +170,66 @@ static void do_symlink(int rootfd, const char *target, const char *rel) {
   close(parent);
 }
 
+// mknod PATH TYPE(c|b|p) MAJOR MINOR MODE UID GID: an OCI device node in the rootfs.
+static void do_mknod(int rootfd, const struct directive *d) {
+  const char *rel = d->argv[1];
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s", rel);
+  char *slash = strrchr(path, '/');
+  const char *name = slash ? slash + 1 : path;
+  if (slash) *slash = 0;
+  int parent = slash && slash != path ? make_in_root(rootfd, path, 0) : open_in_root(rootfd, ".");
+  if (parent < 0) fail(125, "device %s: parent: %s", rel, strerror(errno));
+  char proc[64];
+  fdpath(proc, sizeof proc, parent);
+  int dir = open(proc, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  close(parent);
+  if (dir < 0) fail(125, "device %s: parent: %s", rel, strerror(errno));
+  mode_t type = d->argv[2][0] == 'b' ? S_IFBLK : d->argv[2][0] == 'p' ? S_IFIFO : S_IFCHR;
+  mode_t mode = (mode_t)unum(d->argv[5], "device mode") & 07777;
+  dev_t dev = makedev((unsigned)unum(d->argv[3], "major"), (unsigned)unum(d->argv[4], "minor"));
+  unlinkat(dir, name, 0); // a node the image or a default put there: the config's wins
+  if (mknodat(dir, name, type | mode, dev) < 0) fail(125, "mknod %s: %s", rel, strerror(errno));
+  if (fchownat(dir, name, (uid_t)num(d->argv[6], "uid"), (gid_t)num(d->argv[7], "gid"), AT_SYMLINK_NOFOLLOW) < 0) fail(125, "chown %s: %s", rel, strerror(errno));
+  if (fchmodat(dir, name, mode, 0) < 0) fail(125, "chmod %s: %s", rel, strerror(errno));
+  close(dir);
+}
+
+void setup_namespaces(const struct plan *p) {
+  static const struct { const char *name; int type; } kinds[] = {
+      {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"net", CLONE_NEWNET}, {"cgroup", CLONE_NEWCGROUP}};
+  for (int i = 0; i < p->count; i++) {
+    const struct directive *d = &p->d[i];
+    if (strcmp(d->argv[0], "nsjoin") != 0 || d->argc < 3) continue;
+    int type = -1;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+      if (strcmp(kinds[k].name, d->argv[1]) == 0) type = kinds[k].type;
+    if (type < 0) continue; // pid is joined by the parent, before clone
+    int fd = open(d->argv[2], O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || setns(fd, type) < 0) fail(125, "join the %s namespace %s: %s", d->argv[1], d->argv[2], strerror(errno));
+    close(fd);
+  }
+  if (plan_find(p, "cgroupns") && unshare(CLONE_NEWCGROUP) < 0) fail(125, "cgroup namespace: %s", strerror(errno));
+  // sysctl KEY VALUE: in the container's namespaces (a net.* key is its network's).
+  for (int i = 0; i < p->count; i++) {
+    const struct directive *d = &p->d[i];
+    if (strcmp(d->argv[0], "sysctl") != 0 || d->argc < 3) continue;
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof path, "/proc/sys/%s", d->argv[1]);
+    for (char *c = path + 10; c < path + n; c++)
+      if (*c == '.') *c = '/';
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, d->argv[2], strlen(d->argv[2])) < 0) fail(125, "sysctl %s=%s: %s", d->argv[1], d->argv[2], strerror(errno));
+    close(fd);
+  }
+  const char *adj = plan_get(p, "oomscoreadj");
+  if (adj) {
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, adj, strlen(adj)) < 0) fail(125, "oom_score_adj %s: %s", adj, strerror(errno));
+    close(fd);
+  }
+}
+
 void setup_rootfs(const struct plan *p, const char *console) {
   const char *root = plan_get(p, "root");
   if (!root) fail(125, "plan: no root");
@@ -187,6 +249,14 @@ void setup_rootfs(const struct plan *p, const char *console) {
       close(fd);
     } else if (strcmp(n, "symlink") == 0 && d->argc >= 3) {
       do_symlink(rootfd, d->argv[1], d->argv[2]);
+    } else if (strcmp(n, "mknod") == 0 && d->argc >= 8) {
+      do_mknod(rootfd, d);
+    } else if (strcmp(n, "propagate") == 0 && d->argc >= 3) {
+      int fd = open_in_root(rootfd, d->argv[1]);
+      char target[64];
+      fdpath(target, sizeof target, fd);
+      if (fd < 0 || mount(NULL, target, NULL, (unsigned long)unum(d->argv[2], "propagation"), NULL) < 0) fail(125, "set propagation of %s: %s", d->argv[1], strerror(errno));
+      close(fd);
     } else if (strcmp(n, "console") == 0 && d->argc >= 2 && console) {
       int fd = make_in_root(rootfd, d->argv[1], 1);
       char target[64];
@@ -332,8 +402,11 @@ void setup_process(const struct plan *p) {
     if (syscall(SYS_capset, &hdr, data) < 0) fail(125, "capset: %s", strerror(errno));
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
     for (int c = 0; c < 64; c++)
-      if ((amb & (1ULL << c)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0) fail(125, "ambient capability %d: %s", c, strerror(errno));
+      // The kernel takes an ambient capability only when it is permitted and inheritable; runc skips the others too.
+      if ((amb & (1ULL << c)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0 && errno != EPERM) fail(125, "ambient capability %d: %s", c, strerror(errno));
   }
+  const char *um = plan_get(p, "umask");
+  if (um) umask((mode_t)unum(um, "umask") & 0777);
   const char *cwd = plan_get(p, "cwd");
   if (cwd && chdir(cwd) < 0) fail(125, "chdir to the working directory %s: %s", cwd, strerror(errno));
   if (nnp) {
@@ -342,16 +415,54 @@ void setup_process(const struct plan *p) {
   }
 }
 
-void exec_process(const struct plan *p) {
+// The command as execvp would find it, with the container's PATH; failing as exec would.
+const char *resolve_exec(const struct plan *p) {
   const struct directive *args = plan_find(p, "args");
   if (!args || args->argc < 2) fail(125, "plan: no command");
+  const char *cmd = args->argv[1];
+  static char found[PATH_MAX];
+  if (strchr(cmd, '/')) {
+    if (access(cmd, F_OK) < 0) fail(127, "exec: \"%s\": %s", cmd, strerror(errno));
+    if (access(cmd, X_OK) < 0) fail(126, "exec: \"%s\": %s", cmd, strerror(errno));
+    return cmd;
+  }
+  const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  for (int i = 0; i < p->count; i++)
+    if (strcmp(p->d[i].argv[0], "env") == 0 && p->d[i].argc > 1 && strncmp(p->d[i].argv[1], "PATH=", 5) == 0) path = p->d[i].argv[1] + 5;
+  char dirs[8192];
+  snprintf(dirs, sizeof dirs, "%s", path);
+  char *save = NULL;
+  for (char *dir = strtok_r(dirs, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+    snprintf(found, sizeof found, "%s/%s", *dir ? dir : ".", cmd);
+    struct stat st;
+    if (stat(found, &st) == 0 && S_ISREG(st.st_mode) && access(found, X_OK) == 0) return found;
+  }
+  fail(127, "exec: \"%s\": executable file not found in $PATH", cmd);
+}
+
+// The plan's env directives as an environment block.
+static char **plan_env(const struct plan *p) {
   int ne = 0;
   for (int i = 0; i < p->count; i++) ne += strcmp(p->d[i].argv[0], "env") == 0 && p->d[i].argc > 1;
   char **env = calloc((size_t)ne + 1, sizeof(char *));
   ne = 0;
   for (int i = 0; i < p->count; i++)
     if (strcmp(p->d[i].argv[0], "env") == 0 && p->d[i].argc > 1) env[ne++] = p->d[i].argv[1];
-  environ = env; // execvp searches the container's PATH, not ours
+  return env;
+}
+
+// execve of a resolved path with the plan's args and env.
+void exec_resolved(const struct plan *p, const char *file) {
+  const struct directive *args = plan_find(p, "args");
+  execve(file, args->argv + 1, plan_env(p));
+  int e = errno;
+  fail(e == EACCES || e == ENOEXEC ? 126 : 127, "exec %s: %s", file, strerror(e));
+}
+
+void exec_process(const struct plan *p) {
+  const struct directive *args = plan_find(p, "args");
+  if (!args || args->argc < 2) fail(125, "plan: no command");
+  environ = plan_env(p); // execvp searches the container's PATH, not ours
   execvp(args->argv[1], args->argv + 1);
   int e = errno;
   if (e == ENOENT) fail(127, "exec: \"%s\": executable file not found in $PATH", args->argv[1]);

@@ -8,6 +8,8 @@ import { resolve } from 'node:path';
 import { createRootLogger, LOG_LEVELS, type LogLevel } from '../log.js';
 import { asTsnetError, InvalidConfigError, NotFoundError } from '../errors.js';
 import { flagHelp, keyValues, parseArgs, type FlagSpec } from './args.js';
+import { processIo } from './io.js';
+import { ociMain } from './oci.js';
 import { list, reportRemoval, str, type Command, type Env } from './command.js';
 import { CONTAINER_COMMANDS } from './containers.js';
 import { portLine, renderInspect, renderList, shortId, type ListSpec } from './output.js';
@@ -331,33 +333,12 @@ function commandHelp(c: Command): string {
   return [`Usage: ${c.usage}`, '', c.summary, ...(c.flags.length ? ['', 'Options:', flagHelp(c.flags)] : [])].join('\n');
 }
 
-/**
- * stdout and stderr of this process. A reader that goes away (`tsnet network ls |
- * head -1`) ends our output, never the command: the change it makes is finished
- * and the exit code is the command's, with nothing printed about the pipe.
- */
-export function processIo(): { out: (s: string) => void; err: (s: string) => void } {
-  const closed = { out: false, err: false };
-  const guard = (stream: NodeJS.WriteStream, key: 'out' | 'err') => {
-    stream.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EPIPE') closed[key] = true;
-      else throw e;
-    });
-    return (s: string) => {
-      if (closed[key]) return;
-      try {
-        stream.write(`${s}\n`);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
-        closed[key] = true;
-      }
-    };
-  };
-  return { out: guard(process.stdout, 'out'), err: guard(process.stderr, 'err') };
-}
+export { processIo };
 
 export async function main(argv: string[], io = processIo()): Promise<number> {
   let level: LogLevel = (process.env.TSNET_LOG_LEVEL as LogLevel) || 'warn';
+  // The OCI runtime has runc's command line (its own global flags) and needs none of the network stack.
+  if (argv[0] === 'runtime') return ociMain(argv.slice(1), io);
   try {
     // Global flags come before the command words.
     let i = 0;

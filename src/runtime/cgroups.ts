@@ -19,6 +19,16 @@ export interface CgroupResources {
   cpusetMems?: string;
   pidsLimit?: number;
   blkioWeight?: number;
+  // OCI linux.resources beyond Docker's flags
+  memoryReservation?: number;
+  swappiness?: number;
+  oomKillDisable?: boolean;
+  cpuRtRuntime?: number;
+  cpuRtPeriod?: number;
+  /** v1 device rules in order: "a", or "c 1:3 rwm" ("*" for any number). */
+  deviceRules?: Array<{ allow: boolean; rule: string }>;
+  /** v2 control files by name (OCI linux.resources.unified). */
+  unified?: Record<string, string>;
 }
 
 export interface CgroupLayout {
@@ -68,6 +78,13 @@ export function planCgroupWrites(version: 1 | 2, r: CgroupResources): Array<{ co
     if (r.cpusetMems !== undefined) add('cpuset', 'cpuset.mems', r.cpusetMems);
     if (r.pidsLimit !== undefined) add('pids', 'pids.max', r.pidsLimit > 0 ? r.pidsLimit : 'max');
     if (r.blkioWeight !== undefined) add('blkio', 'blkio.weight', r.blkioWeight);
+    if (r.memoryReservation !== undefined) add('memory', 'memory.soft_limit_in_bytes', r.memoryReservation);
+    if (r.swappiness !== undefined) add('memory', 'memory.swappiness', r.swappiness);
+    if (r.oomKillDisable) add('memory', 'memory.oom_control', 1);
+    if (r.cpuRtPeriod !== undefined) add('cpu', 'cpu.rt_period_us', r.cpuRtPeriod);
+    if (r.cpuRtRuntime !== undefined) add('cpu', 'cpu.rt_runtime_us', r.cpuRtRuntime);
+    for (const d of r.deviceRules ?? []) add('devices', d.allow ? 'devices.allow' : 'devices.deny', d.rule);
+    if (r.unified && Object.keys(r.unified).length) throw new UnsupportedError('linux.resources.unified needs cgroup v2, and this host has v1 hierarchies');
   } else {
     if (r.memory !== undefined) add('', 'memory.max', r.memory);
     if (r.memorySwap !== undefined) add('', 'memory.swap.max', r.memorySwap === -1 ? 'max' : Math.max(0, r.memorySwap - (r.memory ?? 0)));
@@ -77,6 +94,8 @@ export function planCgroupWrites(version: 1 | 2, r: CgroupResources): Array<{ co
     if (r.cpusetMems !== undefined) add('', 'cpuset.mems', r.cpusetMems);
     if (r.pidsLimit !== undefined) add('', 'pids.max', r.pidsLimit > 0 ? r.pidsLimit : 'max');
     if (r.blkioWeight !== undefined) add('', 'io.weight', `default ${r.blkioWeight}`);
+    if (r.memoryReservation !== undefined) add('', 'memory.low', r.memoryReservation);
+    for (const [k, v] of Object.entries(r.unified ?? {})) add('', k, v);
   }
   return w;
 }
@@ -97,6 +116,18 @@ export class CgroupManager {
 
   layout(): CgroupLayout {
     return (this.layoutCache ??= parseCgroupLayout(this.files.read(this.mountinfo) ?? ''));
+  }
+
+  /** The v1 hierarchies, each as the controllers its mount point names ("cpu,cpuacct"); [] on v2. */
+  hierarchies(): string[][] {
+    const l = this.layout();
+    if (l.version === 2) return [];
+    const byMount = new Map<string, string[]>();
+    for (const [c, mnt] of Object.entries(l.mounts)) byMount.set(mnt, [...(byMount.get(mnt) ?? []), c]);
+    return [...byMount.entries()].map(([mnt, ctls]) => {
+      const named = mnt.slice(mnt.lastIndexOf('/') + 1).split(',');
+      return named.every((x) => ctls.includes(x)) ? named : ctls;
+    });
   }
 
   /** The directories a container's cgroup has (made or not). */
@@ -170,8 +201,31 @@ export class CgroupManager {
     return (this.files.read(join(dir, 'cgroup.procs')) ?? '').split('\n').filter(Boolean).map(Number);
   }
 
+  /** Freezes (pause) or thaws (resume) every process in it; resolves once the kernel says it is done. */
+  async freeze(cg: ContainerCgroup, on: boolean): Promise<void> {
+    const v1 = cg.version === 1;
+    const dir = v1 ? cg.byController.freezer : cg.byController[''];
+    if (!dir) throw new UnsupportedError('the freezer cgroup controller is not available here');
+    const file = join(dir, v1 ? 'freezer.state' : 'cgroup.freeze');
+    this.files.write(file, v1 ? (on ? 'FROZEN' : 'THAWED') : on ? '1' : '0', { existing: true });
+    for (let i = 0; i < 500; i++) {
+      if (this.frozen(cg) === on) return;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    throw new InvalidConfigError(`the cgroup ${dir} did not ${on ? 'freeze' : 'thaw'} in time`);
+  }
+
+  /** Whether it is frozen (false where there is no freezer). */
+  frozen(cg: ContainerCgroup): boolean {
+    if (cg.version === 1) return cg.byController.freezer !== undefined && (this.files.read(join(cg.byController.freezer, 'freezer.state')) ?? '').trim() === 'FROZEN';
+    const events = this.files.read(join(cg.byController['']!, 'cgroup.events')) ?? '';
+    return /^frozen 1$/m.test(events);
+  }
+
   /** Kills what is left in it and removes every directory (idempotent). */
   async destroy(cg: ContainerCgroup): Promise<void> {
+    // A frozen process cannot die: thaw first.
+    if (this.frozen(cg)) await this.freeze(cg, false).catch(() => undefined);
     for (const pid of this.pids(cg)) {
       try {
         process.kill(pid, 'SIGKILL');

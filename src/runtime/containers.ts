@@ -23,6 +23,7 @@ import { CLONE, MS, MASKED_PATHS, READONLY_PATHS, renderContainerPlan, renderExe
 import { readInRoot, resolveUser, type ResolvedUser } from './users.js';
 import { ContainerStartError, launchMonitor } from './monitor.js';
 import { generateName } from './names.js';
+import { alive, ownBoundingSet, processStart } from './proc.js';
 
 export interface RuntimeDeps {
   root: string;
@@ -54,29 +55,6 @@ export interface StartHooks {
 }
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-/** Start time of a live (not zombie) process, or undefined. */
-export function processStart(pid: number): number | undefined {
-  if (!pid) return undefined;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (f[0] === 'Z' || f[0] === 'X') return undefined;
-    return Number(f[19]);
-  } catch {
-    return undefined;
-  }
-}
-const alive = (pid: number, start?: number) => {
-  const s = processStart(pid);
-  return s !== undefined && (start === undefined || s === start);
-};
-
-/** The capability bounding set of this process (/proc/self/status CapBnd). */
-function ownBoundingSet(): bigint {
-  const m = /^CapBnd:\s+([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? BigInt(`0x${m[1]}`) : (1n << 41n) - 1n;
-}
 
 export interface ExitInfo {
   exitCode: number;
@@ -316,12 +294,7 @@ export class Runtime {
   /** The standard mounts, the /etc files, the user's mounts and --init, in order. */
   private fsSteps(c: ContainerRecord, hostNet: boolean, cg: ContainerCgroup): FsStep[] {
     const hc = c.hostConfig;
-    const groups = new Map<string, string[]>();
-    for (const [ctl, dir] of Object.entries(cg.byController)) {
-      const mnt = dir.slice(0, dir.length - join('/', hc.CgroupParent, c.id).length);
-      groups.set(mnt, [...(groups.get(mnt) ?? []), ctl]);
-    }
-    const steps = standardMounts({ hostNetwork: hostNet, privileged: hc.Privileged, cgroupV2: cg.version === 2, tty: c.config.Tty, cgroupControllers: [...groups.entries()].map(([mnt, ctls]) => (basename(mnt).split(',').every((x) => ctls.includes(x)) ? basename(mnt).split(',') : ctls)) });
+    const steps = standardMounts({ hostNetwork: hostNet, privileged: hc.Privileged, cgroupV2: cg.version === 2, tty: c.config.Tty, cgroupControllers: this.d.cgroups.hierarchies() });
     const cdir = this.cdir(c);
     for (const f of ['hosts', 'hostname', 'resolv.conf']) steps.push({ op: 'mount', kind: 'file', source: join(cdir, f), target: `/etc/${f}`, fstype: 'none', flags: MS.BIND, data: '' });
     for (const m of hc.Mounts) {

@@ -10,7 +10,11 @@ export type FsStep =
   | { op: 'mount'; kind: 'dir' | 'file'; source: string; target: string; fstype: string; flags: number; data: string }
   | { op: 'mkdir'; path: string }
   | { op: 'symlink'; target: string; path: string }
-  | { op: 'console'; path: string };
+  | { op: 'console'; path: string }
+  /** A device node (OCI linux.devices). */
+  | { op: 'mknod'; path: string; type: 'c' | 'b' | 'p'; major: number; minor: number; mode: number; uid: number; gid: number }
+  /** Mount propagation of a mount point made before (MS_SHARED, MS_PRIVATE, ... with MS_REC). */
+  | { op: 'propagate'; path: string; flags: number };
 
 export interface ProcessPlan {
   rlimits: Array<{ resource: number; soft: bigint; hard: bigint }>;
@@ -21,11 +25,17 @@ export interface ProcessPlan {
   args: string[];
   noNewPrivileges: boolean;
   seccomp?: SeccompProgram;
+  umask?: number;
 }
 
 export interface ContainerPlan extends ProcessPlan {
   clone: number;
   netns?: string;
+  /** Namespaces joined by path (OCI): pid before clone, the others in the child. */
+  nsjoin?: Array<{ type: 'pid' | 'net' | 'ipc' | 'uts' | 'cgroup'; path: string }>;
+  sysctls?: Record<string, string>;
+  oomScoreAdj?: number;
+  domainname?: string;
   cgroupns: boolean;
   root: string;
   propagation: number;
@@ -38,7 +48,7 @@ export interface ContainerPlan extends ProcessPlan {
   cgroups: string[];
   oom?: { file: string; key: string };
   log?: { path: string; maxSize: number; maxFiles: number };
-  exitFile: string;
+  exitFile?: string;
   attach?: string;
   waitAttach: boolean;
   tty: boolean;
@@ -46,11 +56,19 @@ export interface ContainerPlan extends ProcessPlan {
   winsize?: { rows: number; cols: number };
   stdin: boolean;
   cleanup?: string[];
+  // the OCI create path (tsnet-monitor create)
+  /** Where to send the pty master (runc's --console-socket). */
+  consoleSocket?: string;
+  /** The helper stays the parent and exits with the container's status (runc run without -d). */
+  foreground?: boolean;
 }
 
 export interface ExecPlan extends ProcessPlan {
   join: number;
   cgroups: string[];
+  /** Write the process's pid here; detach: return once it has exec'd. */
+  pidFile?: string;
+  detach?: boolean;
 }
 
 const esc = (s: string | number | bigint) => String(s).replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n');
@@ -66,6 +84,7 @@ function processLines(p: ProcessPlan): string[] {
   for (const e of p.env) out.push(line('env', e));
   out.push(line('args', ...p.args));
   if (p.noNewPrivileges) out.push(line('nnp'));
+  if (p.umask !== undefined) out.push(line('umask', `0${p.umask.toString(8)}`));
   if (p.seccomp) {
     out.push(line('seccomp', p.seccomp.defaultAction));
     for (const r of p.seccomp.rules) out.push(line('syscall', r.name, r.action, ...r.args.flatMap((a) => [a.index, a.op, a.value, a.valueTwo])));
@@ -76,33 +95,43 @@ function processLines(p: ProcessPlan): string[] {
 export function renderContainerPlan(p: ContainerPlan): string {
   const out: string[] = [line('clone', p.clone), line('root', p.root), line('propagation', p.propagation)];
   if (p.netns) out.push(line('netns', p.netns));
+  for (const j of p.nsjoin ?? []) out.push(line('nsjoin', j.type, j.path));
   if (p.cgroupns) out.push(line('cgroupns'));
+  for (const [k, v] of Object.entries(p.sysctls ?? {})) out.push(line('sysctl', k, v));
+  if (p.oomScoreAdj !== undefined) out.push(line('oomscoreadj', p.oomScoreAdj));
   for (const s of p.fs) {
     if (s.op === 'mount') out.push(line('mount', s.kind, s.source, s.target, s.fstype, s.flags, s.data));
     else if (s.op === 'mkdir') out.push(line('mkdir', s.path));
     else if (s.op === 'symlink') out.push(line('symlink', s.target, s.path));
+    else if (s.op === 'mknod') out.push(line('mknod', s.path, s.type, s.major, s.minor, s.mode, s.uid, s.gid));
+    else if (s.op === 'propagate') out.push(line('propagate', s.path, s.flags));
     else out.push(line('console', s.path));
   }
   for (const m of p.masked) out.push(line('mask', m));
   for (const r of p.readonly) out.push(line('readonly', r));
   if (p.rootReadOnly) out.push(line('rootreadonly'));
   if (p.hostname) out.push(line('hostname', p.hostname));
+  if (p.domainname) out.push(line('domainname', p.domainname));
   out.push(...processLines(p));
   for (const c of p.cgroups) out.push(line('cgroup', c));
   if (p.oom) out.push(line('oom', p.oom.file, p.oom.key));
   if (p.log) out.push(line('log', p.log.path, p.log.maxSize, p.log.maxFiles));
-  out.push(line('exitfile', p.exitFile));
+  if (p.exitFile) out.push(line('exitfile', p.exitFile));
   if (p.attach) out.push(line('attach', p.attach));
   if (p.waitAttach) out.push(line('waitattach'));
   if (p.tty) out.push(line('tty'));
-  if (p.tty && p.winsize) out.push(line('winsize', p.winsize.rows, p.winsize.cols));
+  if ((p.tty || p.consoleSocket) && p.winsize) out.push(line('winsize', p.winsize.rows, p.winsize.cols));
   if (p.stdin) out.push(line('stdin'));
   if (p.cleanup) out.push(line('cleanup', ...p.cleanup));
+  if (p.consoleSocket) out.push(line('consolesocket', p.consoleSocket));
+  if (p.foreground) out.push(line('foreground'));
   return `${out.join('\n')}\n`;
 }
 
 export function renderExecPlan(p: ExecPlan): string {
   const out = [line('join', p.join), ...p.cgroups.map((c) => line('cgroup', c)), ...processLines(p)];
+  if (p.pidFile) out.push(line('pidfile', p.pidFile));
+  if (p.detach) out.push(line('detach'));
   return `${out.join('\n')}\n`;
 }
 
@@ -113,6 +142,32 @@ export const MASKED_PATHS = ['/proc/asound', '/proc/acpi', '/proc/kcore', '/proc
 export const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 export const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
 
+/** The standard device nodes (bound from the host's), /dev's symlinks and, for a terminal, /dev/console: what runc puts in a fresh /dev. */
+export function devSteps(tty: boolean): FsStep[] {
+  const steps: FsStep[] = DEVICES.map((d) => ({ op: 'mount', kind: 'file', source: `/dev/${d}`, target: `/dev/${d}`, fstype: 'none', flags: MS.BIND, data: '' }));
+  steps.push(
+    { op: 'symlink', target: '/proc/self/fd', path: '/dev/fd' },
+    { op: 'symlink', target: '/proc/self/fd/0', path: '/dev/stdin' },
+    { op: 'symlink', target: '/proc/self/fd/1', path: '/dev/stdout' },
+    { op: 'symlink', target: '/proc/self/fd/2', path: '/dev/stderr' },
+    { op: 'symlink', target: 'pts/ptmx', path: '/dev/ptmx' },
+    { op: 'symlink', target: '/proc/kcore', path: '/dev/core' },
+  );
+  if (tty) steps.push({ op: 'console', path: '/dev/console' });
+  return steps;
+}
+
+/** The container's view of its cgroups at /sys/fs/cgroup: cgroup2, or a tmpfs with one mount per v1 hierarchy (controllers as the host groups them). */
+export function cgroupSteps(opts: { cgroupV2: boolean; hierarchies: string[][]; flags: number }): FsStep[] {
+  const { NOSUID, NOEXEC, NODEV } = MS;
+  if (opts.cgroupV2) return [{ op: 'mount', kind: 'dir', source: 'cgroup', target: '/sys/fs/cgroup', fstype: 'cgroup2', flags: NOSUID | NOEXEC | NODEV | opts.flags, data: '' }];
+  // The cgroup namespace makes each show the container's own.
+  return [
+    { op: 'mount', kind: 'dir', source: 'tmpfs', target: '/sys/fs/cgroup', fstype: 'tmpfs', flags: NOSUID | NOEXEC | NODEV, data: 'mode=755' },
+    ...opts.hierarchies.map((ctl): FsStep => ({ op: 'mount', kind: 'dir', source: 'cgroup', target: `/sys/fs/cgroup/${ctl.join(',')}`, fstype: 'cgroup', flags: NOSUID | NOEXEC | NODEV | opts.flags, data: ctl.join(',') })),
+  ];
+}
+
 /** /proc, /dev (with its nodes, pts, shm, mqueue), /sys and the cgroup view: runc's default set. */
 export function standardMounts(opts: { hostNetwork: boolean; privileged: boolean; cgroupControllers: string[][]; cgroupV2: boolean; tty: boolean }): FsStep[] {
   const { NOSUID, NODEV, NOEXEC, RDONLY, STRICTATIME, BIND, REC } = MS;
@@ -122,29 +177,12 @@ export function standardMounts(opts: { hostNetwork: boolean; privileged: boolean
     { op: 'mount', kind: 'dir', source: 'devpts', target: '/dev/pts', fstype: 'devpts', flags: NOSUID | NOEXEC, data: 'newinstance,ptmxmode=0666,mode=0620,gid=5' },
     { op: 'mount', kind: 'dir', source: 'shm', target: '/dev/shm', fstype: 'tmpfs', flags: NOSUID | NOEXEC | NODEV, data: 'mode=1777,size=65536k' },
     { op: 'mount', kind: 'dir', source: 'mqueue', target: '/dev/mqueue', fstype: 'mqueue', flags: NOSUID | NOEXEC | NODEV, data: '' },
+    ...devSteps(opts.tty),
   ];
-  for (const d of DEVICES) steps.push({ op: 'mount', kind: 'file', source: `/dev/${d}`, target: `/dev/${d}`, fstype: 'none', flags: BIND, data: '' });
-  steps.push(
-    { op: 'symlink', target: '/proc/self/fd', path: '/dev/fd' },
-    { op: 'symlink', target: '/proc/self/fd/0', path: '/dev/stdin' },
-    { op: 'symlink', target: '/proc/self/fd/1', path: '/dev/stdout' },
-    { op: 'symlink', target: '/proc/self/fd/2', path: '/dev/stderr' },
-    { op: 'symlink', target: 'pts/ptmx', path: '/dev/ptmx' },
-    { op: 'symlink', target: '/proc/kcore', path: '/dev/core' },
-  );
-  if (opts.tty) steps.push({ op: 'console', path: '/dev/console' });
   const sysRo = opts.privileged ? 0 : RDONLY;
   // sysfs shows the network namespace of its mounter: in the host's, bind the host's /sys instead.
   if (opts.hostNetwork) steps.push({ op: 'mount', kind: 'dir', source: '/sys', target: '/sys', fstype: 'none', flags: BIND | REC | sysRo, data: '' });
   else steps.push({ op: 'mount', kind: 'dir', source: 'sysfs', target: '/sys', fstype: 'sysfs', flags: NOSUID | NOEXEC | NODEV | sysRo, data: '' });
-  if (opts.cgroupV2) {
-    steps.push({ op: 'mount', kind: 'dir', source: 'cgroup', target: '/sys/fs/cgroup', fstype: 'cgroup2', flags: NOSUID | NOEXEC | NODEV | sysRo, data: '' });
-  } else {
-    // A tmpfs with one cgroup mount per hierarchy; the cgroup namespace makes each show the container's own.
-    steps.push({ op: 'mount', kind: 'dir', source: 'tmpfs', target: '/sys/fs/cgroup', fstype: 'tmpfs', flags: NOSUID | NOEXEC | NODEV, data: 'mode=755' });
-    for (const ctl of opts.cgroupControllers) {
-      steps.push({ op: 'mount', kind: 'dir', source: 'cgroup', target: `/sys/fs/cgroup/${ctl.join(',')}`, fstype: 'cgroup', flags: NOSUID | NOEXEC | NODEV | sysRo, data: ctl.join(',') });
-    }
-  }
+  steps.push(...cgroupSteps({ cgroupV2: opts.cgroupV2, hierarchies: opts.cgroupControllers, flags: sysRo }));
   return steps;
 }

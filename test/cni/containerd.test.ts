@@ -19,10 +19,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { startContainerd, type Containerd } from '../integration/containerd.js';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { TestHost, installCni, skipReason } from '../integration/harness.js';
 
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
@@ -38,61 +38,20 @@ function rootfs(dir: string, page?: string): string {
   return dir;
 }
 
-/** Creates the missing directories of path; returns them deepest first, for removal. */
-function mkdirsMissing(path: string): string[] {
-  const made: string[] = [];
-  let p = path;
-  while (!existsSync(p)) {
-    made.push(p);
-    p = join(p, '..');
-  }
-  mkdirSync(path, { recursive: true });
-  return made;
-}
-
 test('containerd: ctr run --cni with a tsnet conflist; address, container to container, published port; removal leaves nothing', { skip, timeout: 120_000 }, async () => {
   const h = TestHost.create();
   const dir = mkdtempSync(join(tmpdir(), 'tsnet-ctr-'));
-  const ns = `tsnet-t-${randomBytes(3).toString('hex')}`;
-  const made = [...mkdirsMissing('/etc/cni/net.d'), ...mkdirsMissing('/opt/cni/bin'), ...mkdirsMissing('/run/containerd')];
   const children: ChildProcess[] = [];
-  let containerd: ChildProcess | undefined;
-  let ctr: (...a: string[]) => { status: number | null; stdout: string; stderr: string } = () => ({ status: null, stdout: '', stderr: '' });
+  let cd: Containerd | undefined;
   try {
     const bin = join(dir, 'bin');
     const conf = join(dir, 'conf');
     mkdirSync(conf);
     const inst = installCni(bin, join(dir, 'run'));
     assert.equal(inst.code, 0, inst.stderr);
-    writeFileSync(
-      join(dir, 'config.toml'),
-      [
-        'version = 2',
-        `root = "${dir}/root"`,
-        `state = "/run/containerd/${ns}"`,
-        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-        '[grpc]',
-        `  address = "${dir}/containerd.sock"`,
-        '[ttrpc]',
-        `  address = "${dir}/containerd.ttrpc.sock"`,
-        '',
-      ].join('\n'),
-    );
-    const setup = [
-      'set -e',
-      'mount -t tmpfs tsnet-test /run/containerd',
-      `mount --bind ${conf} /etc/cni/net.d`,
-      `mount --bind ${bin} /opt/cni/bin`,
-      `exec nsenter --net=${h.nsPath} containerd --config ${dir}/config.toml`,
-    ].join('\n');
-    containerd = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', setup], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let log = '';
-    containerd.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-    for (let i = 0; i < 100 && !log.includes('containerd successfully booted'); i++) await sleep(100);
-    assert.match(log, /containerd successfully booted/, `containerd did not start:\n${log}`);
-    const enter = ['nsenter', `--mount=/proc/${containerd.pid}/ns/mnt`, `--net=${h.nsPath}`, '--'];
-    const ctrArgs = (...a: string[]) => [...enter, 'ctr', '-a', `${dir}/containerd.sock`, '-n', ns, ...a];
-    ctr = (...a: string[]) => spawnSync(ctrArgs(...a)[0]!, ctrArgs(...a).slice(1), { encoding: 'utf8', timeout: 20_000 });
+    cd = await startContainerd(h, dir, { binds: [[conf, '/etc/cni/net.d'], [bin, '/opt/cni/bin']] });
+    const { ctr, ctrArgs, log: logRef } = cd;
+    const log = { append: (t: string) => (logRef.text += t) };
     const taskPid = async (id: string) => {
       for (let i = 0; i < 100; i++) {
         const m = new RegExp(`^${id}\\s+(\\d+)\\s+RUNNING`, 'm').exec(ctr('task', 'ls').stdout);
@@ -104,7 +63,7 @@ test('containerd: ctr run --cni with a tsnet conflist; address, container to con
     const run = (id: string, root: string, ...cmd: string[]) => {
       const argv = ctrArgs('run', '--rm', '--null-io', '--cni', '--rootfs', root, id, ...cmd);
       const c = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
-      c.stderr!.on('data', (d: Buffer) => (log += `[ctr ${id}] ${d.toString()}`));
+      c.stderr!.on('data', (d: Buffer) => log.append(`[ctr ${id}] ${d.toString()}`));
       children.push(c);
       return c;
     };
@@ -158,34 +117,10 @@ test('containerd: ctr run --cni with a tsnet conflist; address, container to con
     const nat = h.sh('iptables-save', '-t', 'nat').stdout;
     assert.doesNotMatch(nat, /--dport 8080|tsnet-pm:|tsnet-cni:ctrnet:/, `no rule left:\n${nat}`);
     assert.equal(wget(outside, 'http://198.51.100.1:8080/'), '', 'the port is gone');
-    assert.doesNotMatch(log, /level=error/, log);
+    assert.doesNotMatch(logRef.text, /level=error/, logRef.text);
   } finally {
-    if (containerd && containerd.exitCode === null) {
-      // After a failure: end the tasks through containerd (killing it would leave
-      // the shims and their containers running), then containerd itself.
-      for (const id of ctr('task', 'ls', '-q').stdout.split('\n').filter(Boolean)) ctr('task', 'rm', '-f', id);
-      for (const id of ctr('containers', 'ls', '-q').stdout.split('\n').filter(Boolean)) ctr('containers', 'rm', id);
-      containerd.kill('SIGTERM');
-      await new Promise((r) => containerd!.on('exit', r));
-    }
+    await cd?.stop();
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-    for (const root of readdirSync('/sys/fs/cgroup')) {
-      const p = join('/sys/fs/cgroup', root, ns);
-      if (existsSync(p)) {
-        try {
-          rmdirSync(p);
-        } catch {
-          /* a cgroup still in use is reported by the next run's leftovers check */
-        }
-      }
-    }
-    for (const p of made) {
-      try {
-        rmdirSync(p);
-      } catch {
-        /* not empty: someone else uses it now */
-      }
-    }
     rmSync(dir, { recursive: true, force: true });
     h.destroy();
   }

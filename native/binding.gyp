@@ -33,7 +33,7 @@
     {
       "target_name": "tsnet-monitor",
       "type": "executable",
-      "sources": ["runtime/monitor.c", "runtime/setup.c", "runtime/plan.c"],
+      "sources": ["runtime/monitor.c", "runtime/setup.c", "runtime/plan.c", "runtime/client.c"],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra"],
       "libraries": ["-lseccomp"]
     },

@@ -1,7 +1,7 @@
 // Build everything `npm install` needs: the native addon (node-gyp, offline
 // against the Node headers installed with the system's Node) and the TypeScript.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -24,10 +24,16 @@ if (!process.argv.includes('--ts-only')) {
   const stale = !existsSync(makefile) || statSync(join(root, 'native', 'binding.gyp')).mtimeMs > statSync(makefile).mtimeMs;
   if (process.argv.includes('--clean') || stale) run(gyp, [...pre, 'configure', ...gypCommon]);
   run(gyp, [...pre, 'build', ...gypCommon]);
+  // The native tsnet-runc is the monitor under another name (it acts on argv[0]).
+  const runc = join(root, 'native', 'build', 'Release', 'tsnet-runc');
+  rmSync(runc, { force: true });
+  symlinkSync('tsnet-monitor', runc);
 }
 // A clean output: compiled files of deleted or renamed sources must not linger (a stale test would run).
 rmSync(join(root, 'dist'), { recursive: true, force: true });
 run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')]);
+// The Node the native tsnet-runc runs its server (and its fallback) with.
+writeFileSync(join(root, 'dist', 'node-path'), `${process.execPath}\n`);
 
 // One-file bundle of the CLI: loading ~50 ESM modules costs ~50 ms per command; one
 // file costs a fraction. netlink stays external (it finds its prebuilt binding

@@ -35,6 +35,7 @@
 
 #include "plan.h"
 #include "setup.h"
+#include "client.h"
 
 #define MAX_CLIENTS 16
 #define LOG_LINE_MAX 16384
@@ -551,6 +552,11 @@ static int cmd_run(void) {
   return 0;
 }
 
+static pid_t exec_child;
+static void forward(int sig) {
+  if (exec_child > 0) kill(exec_child, sig);
+}
+
 // ---------------------------------------------------------------- create (OCI)
 // The runc-shaped path: no monitor stays. The child sets itself up and waits on a
 // pipe it holds both ends of; `start` writes a byte to /proc/PID/fd/W. The helper
@@ -717,19 +723,19 @@ static int cmd_create(void) {
   say("created %d\n", sp[1]);
   close(sp[1]);
   if (!foreground) return 0;
-  close(syncfd);
-  syncfd = -1;
+  // run without -d: we are its parent until it ends; signals to us are its.
+  exec_child = pid;
+  struct sigaction sa = {.sa_handler = forward};
+  sigemptyset(&sa.sa_mask);
+  int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
   while (waitpid(pid, &st, 0) < 0)
     if (errno != EINTR) return 125;
+  say("exited %d\n", exit_code_of(st));
   return exit_code_of(st);
 }
 
 // ---------------------------------------------------------------- exec
-
-static pid_t exec_child;
-static void forward(int sig) {
-  if (exec_child > 0) kill(exec_child, sig);
-}
 
 static int cmd_exec(void) {
   const char *target = plan_get(P, "join");
@@ -818,7 +824,21 @@ static int cmd_exec(void) {
   return exit_code_of(st);
 }
 
+int monitor_create(const struct plan *p, int sync) {
+  P = p;
+  syncfd = sync;
+  signal(SIGPIPE, SIG_IGN);
+  return cmd_create();
+}
+
+int monitor_exec(const struct plan *p) {
+  P = p;
+  return cmd_exec();
+}
+
 int main(int argc, char **argv) {
+  const char *self = strrchr(argv[0], '/');
+  if (strcmp(self ? self + 1 : argv[0], "tsnet-runc") == 0) return runc_client(argc, argv);
   if (argc != 3 || (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "exec") != 0 && strcmp(argv[1], "create") != 0)) {
     fprintf(stderr, "usage: tsnet-monitor run|create|exec PLAN (started by tsnet, not by hand)\n");
     return 2;

@@ -46,6 +46,10 @@ int plan_load(const char *path, struct plan *out) {
     return -1;
   }
   buf[got] = 0;
+  return plan_parse(buf, got, out);
+}
+
+int plan_parse(char *buf, size_t got, struct plan *out) {
   int lines = 0;
   for (size_t i = 0; i < got; i++) lines += buf[i] == '\n';
   out->d = calloc((size_t)lines + 1, sizeof(struct directive));

@@ -16,6 +16,8 @@ struct plan {
 
 // Reads and parses path; on failure prints why on stderr and returns -1.
 int plan_load(const char *path, struct plan *out);
+// Parses a plan held in memory (buf is kept and modified; NUL-terminated at len).
+int plan_parse(char *buf, size_t len, struct plan *out);
 // The first directive with this name, or NULL.
 const struct directive *plan_find(const struct plan *p, const char *name);
 // The first argument of the first directive with this name, or NULL.

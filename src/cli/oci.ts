@@ -7,7 +7,8 @@ import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseArgs, type FlagSpec } from './args.js';
 import { asTsnetError, InvalidConfigError, UnsupportedError } from '../errors.js';
-import { OciRuntime, type OciState } from '../runtime/oci/runtime.js';
+import { OciRuntime, localHelpers, type Helpers, type OciState } from '../runtime/oci/runtime.js';
+import { serveOci } from './oci-server.js';
 import { CgroupManager } from '../runtime/cgroups.js';
 import { RealFiles } from '../system/real/files.js';
 import { nativeProgram } from '../system/real/addon.js';
@@ -27,6 +28,7 @@ const GLOBAL: FlagSpec[] = [
   { name: 'criu', type: 'string', help: 'not supported', metavar: 'PATH' },
   { name: 'help', short: 'h', type: 'bool', help: 'show help' },
   { name: 'version', short: 'v', type: 'bool', help: 'print the version' },
+  { name: 'serve', type: 'bool', help: 'serve the native tsnet-runc from a warm process (it starts one itself)' },
 ];
 
 const BUNDLE: FlagSpec = { name: 'bundle', short: 'b', type: 'string', help: 'the bundle directory (default: the current one)', metavar: 'DIR' };
@@ -46,8 +48,15 @@ interface Sub {
   /** After this many positionals the rest is the command's (exec, ps). */
   restAfter?: number;
   args: [number, number];
-  run(a: { flags: Record<string, unknown>; pos: string[]; rest: string[] }, rt: OciRuntime, out: (s: string) => void): Promise<number>;
+  run(a: { flags: Record<string, unknown>; pos: string[]; rest: string[] }, rt: OciRuntime, out: (s: string) => void, ctx: Ctx): Promise<number>;
 }
+
+/** Where a call comes from: the caller's directory (paths are its), and whether the helper is the caller's (a warm server's client). */
+export interface Ctx {
+  cwd: string;
+  remote: boolean;
+}
+const abs = (ctx: Ctx, p: string | undefined) => (p === undefined ? undefined : resolve(ctx.cwd, p));
 
 const s = (v: unknown) => (v === undefined ? undefined : String(v));
 
@@ -139,20 +148,20 @@ const SUBS: Sub[] = [
   {
     name: 'create', usage: 'create [--bundle DIR] [--console-socket S] [--pid-file F] ID', summary: 'create a container; its process waits for start',
     flags: [BUNDLE, CONSOLE, PIDFILE, ...IGNORED], args: [1, 1],
-    async run({ flags, pos }, rt) {
+    async run({ flags, pos }, rt, _out, ctx) {
       checkIgnored(flags);
-      await rt.create(pos[0]!, { bundle: resolve(s(flags.bundle) ?? '.'), consoleSocket: s(flags['console-socket']), pidFile: s(flags['pid-file']) });
+      await rt.create(pos[0]!, { bundle: abs(ctx, s(flags.bundle) ?? '.')!, consoleSocket: abs(ctx, s(flags['console-socket'])), pidFile: abs(ctx, s(flags['pid-file'])) });
       return 0;
     },
   },
   {
     name: 'run', usage: 'run [-d] [--bundle DIR] [--console-socket S] [--pid-file F] ID', summary: 'create and start a container (foreground: its exit code is ours)',
     flags: [BUNDLE, CONSOLE, PIDFILE, { name: 'detach', short: 'd', type: 'bool', help: 'return once it runs' }, { name: 'keep', type: 'bool', help: 'do not delete it when it exits' }, ...IGNORED], args: [1, 1],
-    async run({ flags, pos }, rt) {
+    async run({ flags, pos }, rt, _out, ctx) {
       checkIgnored(flags);
       const id = pos[0]!;
       const detach = Boolean(flags.detach);
-      const c = await rt.create(id, { bundle: resolve(s(flags.bundle) ?? '.'), consoleSocket: s(flags['console-socket']), pidFile: s(flags['pid-file']), foreground: !detach });
+      const c = await rt.create(id, { bundle: abs(ctx, s(flags.bundle) ?? '.')!, consoleSocket: abs(ctx, s(flags['console-socket'])), pidFile: abs(ctx, s(flags['pid-file'])), foreground: !detach });
       try {
         await rt.start(id);
       } catch (err) {
@@ -160,7 +169,7 @@ const SUBS: Sub[] = [
         throw err;
       }
       if (detach) return 0;
-      // Signals to us go to the container, as runc forwards them.
+      // Signals to us go to the container, as runc forwards them (a warm server's client forwards its own).
       const fwd = (sig: NodeJS.Signals) => {
         try {
           process.kill(c.pid, sig);
@@ -168,7 +177,7 @@ const SUBS: Sub[] = [
           /* gone */
         }
       };
-      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const) process.on(sig, fwd);
+      if (!ctx.remote) for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const) process.on(sig, fwd);
       const code = await c.exit!;
       if (!flags.keep) await rt.delete(id, true);
       return code;
@@ -251,11 +260,11 @@ const SUBS: Sub[] = [
       { name: 'cgroup', type: 'string', help: 'not supported', metavar: 'PATH' },
     ],
     args: [1, 1], restAfter: 1,
-    async run({ flags, pos, rest }, rt) {
+    async run({ flags, pos, rest }, rt, _out, ctx) {
       checkIgnored(flags);
       if (((flags.cap as string[] | undefined) ?? []).length) throw new UnsupportedError('exec --cap is not supported by tsnet yet');
       if (s(flags.cgroup)) throw new UnsupportedError('exec --cgroup is not supported by tsnet');
-      return rt.exec(pos[0]!, { ...execProcess(flags, rest), pidFile: s(flags['pid-file']), detach: Boolean(flags.detach) });
+      return rt.exec(pos[0]!, { ...execProcess({ ...flags, process: abs(ctx, s(flags.process)) }, rest), pidFile: abs(ctx, s(flags['pid-file'])), detach: Boolean(flags.detach) });
     },
   },
   {
@@ -274,9 +283,9 @@ const SUBS: Sub[] = [
   },
   {
     name: 'spec', usage: 'spec [--bundle DIR]', summary: 'write a default config.json', flags: [BUNDLE, { name: 'rootless', type: 'bool', help: 'not supported' }], args: [0, 0],
-    async run({ flags }) {
+    async run({ flags }, _rt, _out, ctx) {
       if (flags.rootless) throw new UnsupportedError('rootless specs are not supported by tsnet');
-      const file = join(resolve(s(flags.bundle) ?? '.'), 'config.json');
+      const file = join(abs(ctx, s(flags.bundle) ?? '.')!, 'config.json');
       if (existsSync(file)) throw new InvalidConfigError(`File ${file} exists. Remove it first`);
       writeFileSync(file, `${JSON.stringify(defaultSpec(), null, '\t')}\n`);
       return 0;
@@ -312,7 +321,7 @@ function help(): string {
 }
 
 /** The OCI command line; returns the exit code. */
-export async function ociMain(argv: string[], io: { out: (s: string) => void; err: (s: string) => void }): Promise<number> {
+export async function ociMain(argv: string[], io: { out: (s: string) => void; err: (s: string) => void }, ctx: Ctx = { cwd: process.cwd(), remote: false }, helpers?: Helpers): Promise<number> {
   let logFile: string | undefined;
   let logJson = false;
   try {
@@ -326,11 +335,16 @@ export async function ociMain(argv: string[], io: { out: (s: string) => void; er
       i++;
     }
     const gl = parseArgs(g, GLOBAL).flags;
-    logFile = s(gl.log);
+    logFile = abs(ctx, s(gl.log));
     logJson = s(gl['log-format']) === 'json';
     if (gl.version) {
       io.out('tsnet-runc version 0.1.0\nspec: 1.2.0');
       return 0;
+    }
+    const root = abs(ctx, s(gl.root) ?? '/run/tsnet/runtime')!;
+    if (gl.serve) {
+      if (ctx.remote) throw new InvalidConfigError('--serve is not a request');
+      return await serveOci(root);
     }
     const sub = SUBS.find((c) => c.name === argv[i]);
     if (!sub || gl.help) {
@@ -347,8 +361,8 @@ export async function ociMain(argv: string[], io: { out: (s: string) => void; er
     const p = parseArgs(args, sub.flags, { restAfter: sub.restAfter });
     if (p.positionals.length < sub.args[0] || p.positionals.length > sub.args[1]) throw new InvalidConfigError(`"${sub.name}" takes ${sub.args[0] === sub.args[1] ? sub.args[0] : `${sub.args[0]} to ${sub.args[1]}`} argument(s): ${sub.usage}`);
     const files = new RealFiles();
-    const rt = new OciRuntime({ root: resolve(s(gl.root) ?? '/run/tsnet/runtime'), files, cgroups: new CgroupManager(files), helperBin: nativeProgram('tsnet-monitor'), log: silentLogger() });
-    return await sub.run({ flags: p.flags, pos: p.positionals, rest: p.rest }, rt, io.out);
+    const rt = new OciRuntime({ root, files, cgroups: new CgroupManager(files), helpers: helpers ?? localHelpers(nativeProgram('tsnet-monitor')), log: silentLogger(), warn: io.err });
+    return await sub.run({ flags: p.flags, pos: p.positionals, rest: p.rest }, rt, io.out, ctx);
   } catch (err) {
     const e = asTsnetError(err);
     io.err(`tsnet-runc: ${e.message}`);

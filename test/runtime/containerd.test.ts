@@ -1,11 +1,11 @@
 // containerd drives tsnet's OCI runtime as it drives runc: `ctr run --runc-binary`
-// makes the io.containerd.runc.v2 shim call tsnet-runc (create with its pipes,
+// makes the io.containerd.runc.v2 shim call the native tsnet-runc (create with its pipes,
 // start, state, exec --process --detach, pause, resume, kill, delete), and the
 // container's init is the shim's child once tsnet-runc has exited.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestHost, skipReason, pollUntil } from '../integration/harness.js';
@@ -27,10 +27,8 @@ test('containerd: ctr run with --runc-binary tsnet-runc: output, exec, pause/res
     mkdirSync(root);
     const tar = spawn('tar', ['-C', root, '-xf', busyboxTar()]);
     await new Promise((r) => tar.on('exit', r));
-    // The shim runs BinaryName with its own PATH: a wrapper names node and the entry point exactly.
-    const wrapper = join(dir, 'tsnet-runc');
-    writeFileSync(wrapper, `#!/bin/sh\nexec ${process.execPath} ${join(process.cwd(), 'bin', 'tsnet-runc.js')} "$@"\n`);
-    chmodSync(wrapper, 0o755);
+    // The native tsnet-runc: the first calls run in Node and start a warm server for the shim's root, the rest use it.
+    const wrapper = join(process.cwd(), 'native', 'build', 'Release', 'tsnet-runc');
     const { ctr } = cd;
 
     // Foreground: the container's output reaches ctr through the shim's pipes, its exit code too.
@@ -70,6 +68,7 @@ test('containerd: ctr run with --runc-binary tsnet-runc: output, exec, pause/res
     assert.doesNotMatch(cd.log.text, /level=error/, cd.log.text);
   } finally {
     await cd.stop();
+    spawnSync('pkill', ['-f', `--root /run/containerd/runc/${cd.ns} --serve`]);
     rmSync(dir, { recursive: true, force: true });
     h.destroy();
   }

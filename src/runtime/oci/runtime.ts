@@ -55,12 +55,61 @@ interface Record_ {
   process: ProcessPlan;
 }
 
+/** A create helper at work: its sync lines, and how it ends. */
+export interface HelperRun {
+  lines: { next(): Promise<string | undefined> };
+  send(line: string): void;
+  /** The helper's exit code; in the foreground, the container's. */
+  exited: Promise<number>;
+  kill(): void;
+}
+
+/**
+ * Where the native helper runs: here, as a child of this process (the Node CLI),
+ * or in the native tsnet-runc client that asked a warm server (the container must
+ * be the caller's child).
+ */
+export interface Helpers {
+  create(planPath: string, planText: string, o: { stdio: 'inherit' | 'ignore'; foreground: boolean }): HelperRun;
+  /** Runs an exec plan: its exit code, or HANDED_OFF when the client runs it itself. */
+  exec(planPath: string, planText: string): Promise<number>;
+}
+export const HANDED_OFF = -1;
+
+/** The helper as a child of this process (tsnet-monitor create|exec PLAN). */
+export function localHelpers(bin: string): Helpers {
+  return {
+    create(planPath, _text, o) {
+      const child = spawn(bin, ['create', planPath], { stdio: [o.stdio, o.stdio, o.stdio, 'pipe'] });
+      child.on('error', () => undefined);
+      const exited = new Promise<number>((res) => child.on('exit', (code, sig) => res(code ?? 128 + (sig ? signalNumber(sig) : 0))));
+      const sync = child.stdio[3] as Readable & Writable;
+      sync.on('error', () => undefined);
+      return { lines: lineReader(sync), send: (l) => sync.write(l), exited, kill: () => child.kill('SIGKILL') };
+    },
+    exec(planPath) {
+      return new Promise<number>((res, rej) => {
+        const child = spawn(bin, ['exec', planPath], { stdio: 'inherit' });
+        child.on('error', rej);
+        const fwd = (s: NodeJS.Signals) => child.kill(s);
+        for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, fwd);
+        child.on('exit', (code, sig) => {
+          for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, fwd);
+          res(code ?? 128 + (sig ? signalNumber(sig) : 0));
+        });
+      });
+    },
+  };
+}
+
 export interface OciDeps {
   root: string;
   files: FileOps;
   cgroups: CgroupManager;
-  helperBin: string;
+  helpers: Helpers;
   log: Logger;
+  /** Where warnings the user must see go (a failed poststart hook). */
+  warn?: (message: string) => void;
 }
 
 const ID = /^[\w+.-]+$/;
@@ -113,8 +162,9 @@ export class OciRuntime {
 
   list(): OciState[] {
     if (!existsSync(this.d.root)) return [];
-    return readdirSync(this.d.root)
-      .filter((n) => ID.test(n))
+    return readdirSync(this.d.root, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && ID.test(e.name))
+      .map((e) => e.name)
       .flatMap((n) => {
         try {
           return [this.state(n)];
@@ -147,20 +197,18 @@ export class OciRuntime {
       phase: 'creating', creator: { pid: process.pid, start: processStart(process.pid) }, pid: 0, cgroup: cg, ownPidNamespace: oci.ownPidNamespace, hooks: oci.hooks,
       process: { rlimits: oci.plan.rlimits, caps: oci.plan.caps, user: oci.plan.user, cwd: oci.plan.cwd, env: oci.plan.env, args: oci.plan.args, noNewPrivileges: oci.plan.noNewPrivileges, seccomp: oci.plan.seccomp, umask: oci.plan.umask },
     };
-    let child: ReturnType<typeof spawn> | undefined;
+    let helper: HelperRun | undefined;
     try {
       this.write(r);
       faultPoint('oci-create:after-record');
       this.d.cgroups.create(dirname(oci.cgroupPath), basename(oci.cgroupPath), oci.resources);
       oci.plan.cgroups = cg.dirs;
       const planPath = join(this.dir(id), 'plan');
-      this.d.files.write(planPath, renderContainerPlan(oci.plan), { mode: 0o600 });
+      const planText = renderContainerPlan(oci.plan);
+      this.d.files.write(planPath, planText, { mode: 0o600 });
       faultPoint('oci-create:before-helper');
-      child = spawn(this.d.helperBin, ['create', planPath], { stdio: [o.stdio ?? 'inherit', o.stdio ?? 'inherit', o.stdio ?? 'inherit', 'pipe'] });
-      const exited = new Promise<number>((res) => child!.on('exit', (code, sig) => res(code ?? 128 + (sig ? signalNumber(sig) : 0))));
-      const sync = child.stdio[3] as Readable & Writable;
-      const lines = lineReader(sync);
-      child.on('error', () => undefined);
+      helper = this.d.helpers.create(planPath, planText, { stdio: o.stdio ?? 'inherit', foreground: Boolean(o.foreground) });
+      const { lines, exited } = helper;
       const first = await lines.next();
       const pidLine = /^pid (\d+)$/.exec(first ?? '');
       if (!pidLine) throw startError(first, 'the helper exited before the container was made');
@@ -169,19 +217,18 @@ export class OciRuntime {
       this.write(r);
       await this.runHooks(r, 'prestart', true);
       await this.runHooks(r, 'createRuntime', true);
-      sync.write('go\n');
+      helper.send('go\n');
       const second = await lines.next();
       const created = /^created (\d+)$/.exec(second ?? '');
       if (!created) throw startError(second, 'the helper exited before the container was ready');
       r.startFd = Number(created[1]);
       r.phase = 'created';
       this.write(r);
-      sync.end();
       if (o.pidFile) this.d.files.replace(o.pidFile, String(r.pid), { mode: 0o644 });
       if (!o.foreground) await exited;
       return { pid: r.pid, exit: o.foreground ? exited : undefined };
     } catch (err) {
-      child?.kill('SIGKILL');
+      helper?.kill();
       if (r.pid) {
         try {
           process.kill(r.pid, 'SIGKILL');
@@ -280,18 +327,10 @@ export class OciRuntime {
     if (!p.args?.length) throw new InvalidConfigError('exec: no command given');
     const plan: ExecPlan = { ...r.process, ...stripUndefined(p), join: r.pid, cgroups: r.cgroup.dirs, pidFile: p.pidFile, detach: p.detach } as ExecPlan;
     const planPath = join(this.dir(id), `exec-${process.pid}-${Date.now()}`);
-    this.d.files.write(planPath, renderExecPlan(plan), { mode: 0o600 });
+    const planText = renderExecPlan(plan);
+    this.d.files.write(planPath, planText, { mode: 0o600 });
     try {
-      return await new Promise<number>((res, rej) => {
-        const child = spawn(this.d.helperBin, ['exec', planPath], { stdio: 'inherit' });
-        child.on('error', rej);
-        const fwd = (s: NodeJS.Signals) => child.kill(s);
-        for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, fwd);
-        child.on('exit', (code, sig) => {
-          for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, fwd);
-          res(code ?? 128 + (sig ? signalNumber(sig) : 0));
-        });
-      });
+      return await this.d.helpers.exec(planPath, planText);
     } finally {
       rmSync(planPath, { force: true });
     }
@@ -306,7 +345,7 @@ export class OciRuntime {
       } catch (err) {
         if (fatal) throw new TsnetError('COMMAND', `${stage} hook ${h.path} failed: ${(err as Error).message}`);
         this.d.log.warn({ hook: h.path, stage, err: (err as Error).message }, `${stage} hook failed`);
-        process.stderr.write(`Warning: ${stage} hook ${h.path} failed: ${(err as Error).message}\n`);
+        (this.d.warn ?? ((m: string) => process.stderr.write(`${m}\n`)))(`Warning: ${stage} hook ${h.path} failed: ${(err as Error).message}`);
       }
     }
   }
@@ -331,8 +370,8 @@ function startError(line: string | undefined, fallback: string): Error {
   return m ? new ContainerStartError(Number(m[1]), m[2]!) : new ContainerStartError(125, fallback);
 }
 
-/** Lines from a stream, one per next() (undefined at the end). */
-function lineReader(s: Readable): { next(): Promise<string | undefined> } {
+/** Lines from a stream, one per next() (undefined at the end); intercept may take a line first. */
+export function lineReader(s: Readable, intercept?: (line: string) => boolean): { next(): Promise<string | undefined> } {
   let buf = '';
   let ended = false;
   const waiting: Array<() => void> = [];
@@ -355,6 +394,7 @@ function lineReader(s: Readable): { next(): Promise<string | undefined> } {
         if (nl >= 0) {
           const l = buf.slice(0, nl);
           buf = buf.slice(nl + 1);
+          if (intercept?.(l)) continue;
           return l;
         }
         if (ended) return undefined;

@@ -13,9 +13,9 @@ import { CgroupManager } from '../runtime/cgroups.js';
 import { RealFiles } from '../system/real/files.js';
 import { nativeProgram } from '../system/real/addon.js';
 import { silentLogger } from '../log.js';
-import { RLIMITS } from '../runtime/spec.js';
-import { CAPABILITIES, capMask, type Capability } from '../runtime/security.js';
-import { DEFAULT_CAPS } from '../runtime/security.js';
+import { CAPABILITIES, DEFAULT_CAPS } from '../runtime/security.js';
+import { parseProcess } from '../runtime/oci/config.js';
+import { ownBoundingSet } from '../runtime/proc.js';
 import { MASKED_PATHS, READONLY_PATHS, type ProcessPlan } from '../runtime/plan.js';
 
 const GLOBAL: FlagSpec[] = [
@@ -75,23 +75,16 @@ function listTable(states: OciState[]): string[] {
 function execProcess(flags: Record<string, unknown>, rest: string[]): Partial<ProcessPlan> {
   const file = s(flags.process);
   if (file) {
-    let p: any;
+    let p: unknown;
     try {
       p = JSON.parse(readFileSync(file, 'utf8'));
     } catch (err) {
       throw new InvalidConfigError(`--process ${file}: ${(err as Error).message}`);
     }
-    if (!Array.isArray(p.args) || !p.args.length) throw new InvalidConfigError(`--process ${file}: args must name the command`);
-    if (p.terminal) throw new UnsupportedError('exec with a terminal is not supported by tsnet yet');
-    const caps = p.capabilities;
-    const mask = (l: unknown) => capMask(((l as string[] | undefined) ?? []).map((c) => c.replace(/^CAP_/, '') as Capability));
-    return {
-      args: p.args, env: p.env ?? [], cwd: p.cwd ?? '/',
-      user: { uid: p.user?.uid ?? 0, gid: p.user?.gid ?? 0, groups: p.user?.additionalGids ?? [] },
-      noNewPrivileges: p.noNewPrivileges === true,
-      caps: caps ? { bounding: mask(caps.bounding), effective: mask(caps.effective), permitted: mask(caps.permitted), inheritable: mask(caps.inheritable), ambient: mask(caps.ambient) } : undefined,
-      rlimits: (p.rlimits ?? []).map((r: { type: string; soft: number; hard: number }) => ({ resource: RLIMITS[r.type.replace(/^RLIMIT_/, '').toLowerCase()]!, soft: BigInt(r.soft), hard: BigInt(r.hard) })),
-    };
+    const proc = parseProcess(p, file, 'process', ownBoundingSet());
+    if (proc.terminal) throw new UnsupportedError('exec with a terminal is not supported by tsnet yet');
+    const { terminal: _t, winsize: _w, oomScoreAdj: _o, ...plan } = proc;
+    return plan;
   }
   if (!rest.length) throw new InvalidConfigError('exec needs a command (or --process FILE)');
   if (flags.tty) throw new UnsupportedError('exec -t is not supported by tsnet yet');

@@ -6,7 +6,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, posix, resolve } from 'node:path';
 import { InvalidConfigError, UnsupportedError } from '../../errors.js';
 import { CAPABILITIES, capMask, parseSeccompProfile, type Capability } from '../security.js';
-import { CLONE, MS, cgroupSteps, devSteps, type ContainerPlan, type FsStep } from '../plan.js';
+import { CLONE, MS, cgroupSteps, devSteps, type ContainerPlan, type FsStep, type ProcessPlan } from '../plan.js';
 import { RLIMITS } from '../spec.js';
 import type { CgroupResources } from '../cgroups.js';
 
@@ -211,6 +211,56 @@ export function cgroupPathOf(v: unknown, id: string): string {
   return p;
 }
 
+/** u64 from a JSON number (18446744073709551615, "unlimited", arrives as 2^64). */
+const u64 = (n: number) => (n >= 2 ** 64 - 1 ? 2n ** 64n - 1n : BigInt(Math.floor(n)));
+
+/**
+ * An OCI process object (config.json's, or exec's process.json), checked: what
+ * the helper runs. label and field name it in errors.
+ */
+export function parseProcess(proc: unknown, label: string, field: string, ownCaps: bigint): ProcessPlan & { terminal: boolean; winsize?: { rows: number; cols: number }; oomScoreAdj?: number } {
+  const bad = (f: string, why: string) => new InvalidConfigError(`${label}: ${f} ${why}`);
+  const at = (f: string) => `${field}.${f}`;
+  if (!isObj(proc)) throw bad(field, 'is missing');
+  const args = strList(proc.args, at('args'));
+  if (!args.length) throw bad(at('args'), 'must name the command to run');
+  if (typeof proc.cwd !== 'string' || !proc.cwd.startsWith('/')) throw bad(at('cwd'), 'must be an absolute path');
+  const env = strList(proc.env, at('env'));
+  for (const e of env) if (!e.includes('=')) throw bad(at('env'), `entry "${e}" is not KEY=VALUE`);
+  const user = isObj(proc.user) ? proc.user : {};
+  const uid = int(user.uid, at('user.uid'), 0, 2 ** 32 - 2) ?? 0;
+  const gid = int(user.gid, at('user.gid'), 0, 2 ** 32 - 2) ?? 0;
+  const groups = (Array.isArray(user.additionalGids) ? user.additionalGids : []).map((g, i) => int(g, at(`user.additionalGids[${i}]`), 0, 2 ** 32 - 2)!);
+  const umask = int(user.umask, at('user.umask'), 0, 0o777);
+  let winsize: { rows: number; cols: number } | undefined;
+  if (isObj(proc.consoleSize)) winsize = { rows: int(proc.consoleSize.height, at('consoleSize.height'), 0, 65535) ?? 24, cols: int(proc.consoleSize.width, at('consoleSize.width'), 0, 65535) ?? 80 };
+  let caps: ProcessPlan['caps'];
+  if (isObj(proc.capabilities)) {
+    const c = proc.capabilities;
+    const list = (k: string) => capList(c[k], at(`capabilities.${k}`));
+    const sets = { bounding: list('bounding'), effective: list('effective'), permitted: list('permitted'), inheritable: list('inheritable'), ambient: list('ambient') };
+    const missing = [...new Set(Object.values(sets).flat())].filter((x) => (ownCaps & capMask([x])) === 0n);
+    if (missing.length) throw bad(at('capabilities'), `asks for ${missing.map((x) => `CAP_${x}`).join(', ')}, which tsnet itself does not have here`);
+    caps = { bounding: capMask(sets.bounding), effective: capMask(sets.effective), permitted: capMask(sets.permitted), inheritable: capMask(sets.inheritable), ambient: capMask(sets.ambient) };
+  }
+  const rlimits = (Array.isArray(proc.rlimits) ? proc.rlimits : []).map((r, i) => {
+    const f = at(`rlimits[${i}]`);
+    if (!isObj(r) || typeof r.type !== 'string') throw bad(`${f}.type`, 'is missing');
+    const resource = RLIMITS[r.type.replace(/^RLIMIT_/, '').toLowerCase()];
+    if (resource === undefined) throw bad(`${f}.type`, `"${r.type}" is not an rlimit`);
+    if (typeof r.soft !== 'number' || typeof r.hard !== 'number' || r.soft < 0 || r.hard < 0) throw bad(f, 'needs soft and hard limits');
+    if (r.soft > r.hard) throw bad(f, `soft limit ${r.soft} is above the hard limit ${r.hard}`);
+    return { resource, soft: u64(r.soft), hard: u64(r.hard) };
+  });
+  return {
+    args, env, cwd: proc.cwd, user: { uid, gid, groups }, umask, caps, rlimits,
+    noNewPrivileges: proc.noNewPrivileges === true,
+    terminal: proc.terminal === true,
+    winsize,
+    oomScoreAdj: int(proc.oomScoreAdj, at('oomScoreAdj'), -1000, 1000),
+  };
+}
+
 export interface PlanOptions {
   id: string;
   bundle: string;
@@ -239,41 +289,9 @@ export function planFromSpec(spec: Record<string, unknown>, o: PlanOptions): Oci
   if (!st.isDirectory()) throw bad('root.path', `"${root.path}" is not a directory`);
 
   // process
-  const proc = spec.process;
-  if (!isObj(proc)) throw bad('process', 'is missing');
-  const args = strList(proc.args, 'process.args');
-  if (!args.length) throw bad('process.args', 'must name the command to run');
-  if (typeof proc.cwd !== 'string' || !proc.cwd.startsWith('/')) throw bad('process.cwd', 'must be an absolute path');
-  const env = strList(proc.env, 'process.env');
-  for (const e of env) if (!e.includes('=')) throw bad('process.env', `entry "${e}" is not KEY=VALUE`);
-  const user = isObj(proc.user) ? proc.user : {};
-  const uid = int(user.uid, 'process.user.uid', 0, 2 ** 32 - 2) ?? 0;
-  const gid = int(user.gid, 'process.user.gid', 0, 2 ** 32 - 2) ?? 0;
-  const groups = (Array.isArray(user.additionalGids) ? user.additionalGids : []).map((g, i) => int(g, `process.user.additionalGids[${i}]`, 0, 2 ** 32 - 2)!);
-  const umask = int(user.umask, 'process.user.umask', 0, 0o777);
-  const terminal = proc.terminal === true;
-  let winsize: { rows: number; cols: number } | undefined;
-  if (isObj(proc.consoleSize)) winsize = { rows: int(proc.consoleSize.height, 'process.consoleSize.height', 0, 65535) ?? 24, cols: int(proc.consoleSize.width, 'process.consoleSize.width', 0, 65535) ?? 80 };
+  const { args, env, user: { uid, gid, groups }, umask, caps, rlimits, noNewPrivileges, cwd, terminal, winsize, oomScoreAdj } = parseProcess(spec.process, 'config.json', 'process', o.ownCaps);
   if (terminal && !o.consoleSocket && !o.foreground) throw new InvalidConfigError('process.terminal is true: give --console-socket (a detached container cannot use this terminal)');
   if (terminal && !o.consoleSocket) throw new UnsupportedError('process.terminal without --console-socket (runc would proxy its own terminal) is not supported yet: give --console-socket');
-  let caps: ContainerPlan['caps'];
-  if (isObj(proc.capabilities)) {
-    const c = proc.capabilities;
-    const sets = { bounding: capList(c.bounding, 'process.capabilities.bounding'), effective: capList(c.effective, 'process.capabilities.effective'), permitted: capList(c.permitted, 'process.capabilities.permitted'), inheritable: capList(c.inheritable, 'process.capabilities.inheritable'), ambient: capList(c.ambient, 'process.capabilities.ambient') };
-    const missing = [...new Set(Object.values(sets).flat())].filter((x) => (o.ownCaps & capMask([x])) === 0n);
-    if (missing.length) throw new InvalidConfigError(`config.json: process.capabilities asks for ${missing.map((x) => `CAP_${x}`).join(', ')}, which tsnet itself does not have here`);
-    caps = { bounding: capMask(sets.bounding), effective: capMask(sets.effective), permitted: capMask(sets.permitted), inheritable: capMask(sets.inheritable), ambient: capMask(sets.ambient) };
-  }
-  const rlimits = (Array.isArray(proc.rlimits) ? proc.rlimits : []).map((r, i) => {
-    const f = `process.rlimits[${i}]`;
-    if (!isObj(r) || typeof r.type !== 'string') throw bad(`${f}.type`, 'is missing');
-    const resource = RLIMITS[r.type.replace(/^RLIMIT_/, '').toLowerCase()];
-    if (resource === undefined) throw bad(`${f}.type`, `"${r.type}" is not an rlimit`);
-    if (typeof r.soft !== 'number' || typeof r.hard !== 'number' || r.soft < 0 || r.hard < 0) throw bad(f, 'needs soft and hard limits');
-    if (r.soft > r.hard) throw bad(f, `soft limit ${r.soft} is above the hard limit ${r.hard}`);
-    return { resource, soft: BigInt(Math.min(r.soft, 2 ** 64 - 1)), hard: BigInt(Math.min(r.hard, 2 ** 64 - 1)) };
-  });
-  const oomScoreAdj = int(proc.oomScoreAdj, 'process.oomScoreAdj', -1000, 1000);
 
   // linux
   const linux = isObj(spec.linux) ? spec.linux : {};
@@ -383,7 +401,7 @@ export function planFromSpec(spec: Record<string, unknown>, o: PlanOptions): Oci
     if (major === undefined || minor === undefined) throw bad(f, 'needs major and minor numbers');
     fs.push({ op: 'mknod', path: posix.normalize(d.path), type, major, minor, mode: int(d.fileMode, `${f}.fileMode`, 0, 0o7777) ?? 0o666, uid: int(d.uid, `${f}.uid`, 0) ?? 0, gid: int(d.gid, `${f}.gid`, 0) ?? 0 });
   }
-  fs.push({ op: 'mkdir', path: proc.cwd });
+  fs.push({ op: 'mkdir', path: cwd });
 
   const plan: ContainerPlan = {
     clone,
@@ -403,10 +421,10 @@ export function planFromSpec(spec: Record<string, unknown>, o: PlanOptions): Oci
     caps,
     user: { uid, gid, groups },
     umask,
-    cwd: proc.cwd,
+    cwd,
     env,
     args,
-    noNewPrivileges: proc.noNewPrivileges === true,
+    noNewPrivileges,
     seccomp,
     cgroups: [],
     waitAttach: false,

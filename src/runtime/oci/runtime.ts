@@ -267,8 +267,7 @@ export class OciRuntime {
     const sig = parseSignal(signal);
     const status = this.status(r);
     if (status === 'stopped' || status === 'creating') throw new ConflictError(`container not running: ${id}`);
-    const pids = all || !r.ownPidNamespace ? this.d.cgroups.pids(r.cgroup) : [r.pid];
-    for (const p of all ? pids : [r.pid]) {
+    for (const p of all ? this.d.cgroups.pids(r.cgroup) : [r.pid]) {
       try {
         process.kill(p, sig as NodeJS.Signals);
       } catch (err) {
@@ -370,8 +369,8 @@ function startError(line: string | undefined, fallback: string): Error {
   return m ? new ContainerStartError(Number(m[1]), m[2]!) : new ContainerStartError(125, fallback);
 }
 
-/** Lines from a stream, one per next() (undefined at the end); intercept may take a line first. */
-export function lineReader(s: Readable, intercept?: (line: string) => boolean): { next(): Promise<string | undefined> } {
+/** Lines from a stream, one per next() (undefined at the end). */
+function lineReader(s: Readable): { next(): Promise<string | undefined> } {
   let buf = '';
   let ended = false;
   const waiting: Array<() => void> = [];
@@ -394,7 +393,6 @@ export function lineReader(s: Readable, intercept?: (line: string) => boolean): 
         if (nl >= 0) {
           const l = buf.slice(0, nl);
           buf = buf.slice(nl + 1);
-          if (intercept?.(l)) continue;
           return l;
         }
         if (ended) return undefined;

@@ -83,6 +83,8 @@ static void start_server(const char *root) {
   }
   setsid();
   if (fork() != 0) _exit(0);
+  // Not the caller's directory: a bundle (or a mount under it) must not stay busy because of us.
+  if (chdir("/") < 0) _exit(127);
   int null = open("/dev/null", O_RDWR);
   dup2(null, 0), dup2(null, 1), dup2(null, 2);
   char entry[PATH_MAX + 32];

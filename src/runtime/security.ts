@@ -137,7 +137,13 @@ export function parseSeccompProfile(text: string, caps: Capability[], where: str
       if (!op) throw new InvalidConfigError(`seccomp profile ${where}: ${at}.args[${j}]: unknown op ${JSON.stringify(a.op)}`);
       return { index: Number(a.index), op, value: BigInt(a.value ?? 0), valueTwo: BigInt(a.valueTwo ?? 0) };
     });
-    for (const name of names) prog.rules.push({ name, action: action(s.action, s.errnoRet, at), args });
+    // Several conditions on one argument can only mean "any of these" (libseccomp refuses them in
+    // one rule): each becomes a rule of its own, as runc does.
+    const repeated = new Set(args.map((x) => x.index)).size < args.length;
+    for (const name of names) {
+      if (repeated) for (const a of args) prog.rules.push({ name, action: action(s.action, s.errnoRet, at), args: [a] });
+      else prog.rules.push({ name, action: action(s.action, s.errnoRet, at), args });
+    }
   }
   return prog;
 }

@@ -204,6 +204,9 @@ test('capabilities and seccomp: Docker defaults, add/drop, profiles', () => {
   assert.equal(p.defaultAction, 'errno:1');
   assert.deepEqual(p.rules.map((r) => r.name), ['read']);
   assert.throws(() => parseSeccompProfile('{"defaultAction":"NOPE"}', [], 'p'), /unknown action/);
+  // Conditions on one argument are alternatives: one rule each.
+  const alt = parseSeccompProfile(JSON.stringify({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['personality'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 0, op: 'SCMP_CMP_EQ' }, { index: 0, value: 8, op: 'SCMP_CMP_EQ' }] }] }), [], 'p');
+  assert.deepEqual(alt.rules.map((r) => r.args.map((a) => a.value)), [[0n], [8n]]);
 });
 
 test('plans render to the line format the helper reads, escaping what must be', () => {

@@ -592,10 +592,11 @@ static int send_fd(int s, int fd) {
   return sendmsg(s, &m, 0) < 0 ? -1 : 0;
 }
 
-// In the container, after pivot_root: a pty from its own devpts (so tty(1) names
-// /dev/pts/N there), made the controlling terminal and stdio, bound over
-// /dev/console, its master sent to the console socket, as runc does.
-static void container_console(int csock) {
+// In the container, after pivot_root (or exec's setns): a pty from its own devpts
+// (so tty(1) names /dev/pts/N there), made the controlling terminal and stdio,
+// for the first process bound over /dev/console, its master sent to the console
+// socket, as runc does.
+static void container_console(int csock, int bind_console) {
   int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
   char path[128];
   if (master < 0 || unlockpt(master) < 0 || ptsname_r(master, path, sizeof path) != 0) fail(125, "allocate a pty in the container: %s", strerror(errno));
@@ -606,9 +607,11 @@ static void container_console(int csock) {
   }
   int slave = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (slave < 0) fail(125, "open %s: %s", path, strerror(errno));
-  int cfd = open("/dev/console", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-  if (cfd >= 0) close(cfd);
-  if (mount(path, "/dev/console", NULL, MS_BIND, NULL) < 0) fail(125, "bind the console: %s", strerror(errno));
+  if (bind_console) {
+    int cfd = open("/dev/console", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (cfd >= 0) close(cfd);
+    if (mount(path, "/dev/console", NULL, MS_BIND, NULL) < 0) fail(125, "bind the console: %s", strerror(errno));
+  }
   setsid();
   if (ioctl(slave, TIOCSCTTY, 0) < 0) fail(125, "controlling terminal: %s", strerror(errno));
   dup2(slave, 0), dup2(slave, 1), dup2(slave, 2);
@@ -670,7 +673,7 @@ static int cmd_create(void) {
     if (write(rep[1], "N", 1) != 1) _exit(125);
     if (read(go[0], &b, 1) != 1) _exit(125);
     setup_rootfs(P, NULL);
-    if (csock >= 0) container_console(csock);
+    if (csock >= 0) container_console(csock, 1);
     setup_process(P);
     const char *file = resolve_exec(P);
     if (write(rep[1], "R", 1) != 1) _exit(125);
@@ -763,6 +766,10 @@ static int cmd_exec(void) {
     if (fd < 0 || write(fd, num, (size_t)n) != n) fail(125, "join cgroup %s: %s", d->argv[1], strerror(errno));
     close(fd);
   }
+  // The console socket is the caller's path too: connected before we enter the container's mounts.
+  const char *console_sock = plan_get(P, "consolesocket");
+  int csock = -1;
+  if (console_sock && (csock = connect_unix(console_sock)) < 0) fail(125, "connect to the console socket %s: %s", console_sock, strerror(errno));
   // The pid file is the caller's path: its directory is opened before we enter the container's mounts.
   const char *pidfile = plan_get(P, "pidfile");
   int piddir = -1;
@@ -790,9 +797,11 @@ static int cmd_exec(void) {
   if (exec_child == 0) {
     if (detach) close(ep[0]), report_to(ep[1]);
     if (chdir("/") < 0) fail(125, "chdir /: %s", strerror(errno));
+    if (csock >= 0) container_console(csock, 0);
     setup_process(P);
     exec_process(P);
   }
+  if (csock >= 0) close(csock);
   if (pidfile) {
     char tmp[4200], num[32];
     snprintf(tmp, sizeof tmp, ".%s.tmp", pidbase);

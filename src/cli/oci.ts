@@ -71,8 +71,8 @@ function listTable(states: OciState[]): string[] {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]! + 3))).join('').trimEnd());
 }
 
-/** A process override from exec's flags (or a process.json, which replaces the config's process). */
-function execProcess(flags: Record<string, unknown>, rest: string[]): Partial<ProcessPlan> {
+/** A process override from exec's flags (or a process.json, which replaces the config's process); terminal: it wants a pty (-t, process.terminal). */
+function execProcess(flags: Record<string, unknown>, rest: string[]): Partial<ProcessPlan> & { terminal: boolean; winsize?: { rows: number; cols: number } } {
   const file = s(flags.process);
   if (file) {
     let p: unknown;
@@ -81,14 +81,11 @@ function execProcess(flags: Record<string, unknown>, rest: string[]): Partial<Pr
     } catch (err) {
       throw new InvalidConfigError(`--process ${file}: ${(err as Error).message}`);
     }
-    const proc = parseProcess(p, file, 'process', ownBoundingSet());
-    if (proc.terminal) throw new UnsupportedError('exec with a terminal is not supported by tsnet yet');
-    const { terminal: _t, winsize: _w, oomScoreAdj: _o, ...plan } = proc;
-    return plan;
+    const { oomScoreAdj: _o, ...proc } = parseProcess(p, file, 'process', ownBoundingSet());
+    return proc;
   }
   if (!rest.length) throw new InvalidConfigError('exec needs a command (or --process FILE)');
-  if (flags.tty) throw new UnsupportedError('exec -t is not supported by tsnet yet');
-  const o: Partial<ProcessPlan> = { args: rest };
+  const o: Partial<ProcessPlan> & { terminal: boolean } = { args: rest, terminal: Boolean(flags.tty) };
   const envs = (flags.env as string[] | undefined) ?? [];
   if (envs.length) o.env = envs;
   if (s(flags.cwd)) o.cwd = s(flags.cwd);
@@ -241,7 +238,7 @@ const SUBS: Sub[] = [
       { name: 'cwd', type: 'string', help: 'working directory', metavar: 'DIR' },
       { name: 'user', short: 'u', type: 'string', help: 'UID[:GID]', metavar: 'ID' },
       { name: 'additional-gids', short: 'g', type: 'list', help: 'extra groups', metavar: 'GID' },
-      { name: 'tty', short: 't', type: 'bool', help: 'not supported yet' },
+      { name: 'tty', short: 't', type: 'bool', help: 'a pty of the container (its master to --console-socket)' },
       { name: 'detach', short: 'd', type: 'bool', help: 'return once it runs' },
       { name: 'no-new-privs', type: 'bool', help: 'set no_new_privs' },
       CONSOLE, PIDFILE,
@@ -257,7 +254,10 @@ const SUBS: Sub[] = [
       checkIgnored(flags);
       if (((flags.cap as string[] | undefined) ?? []).length) throw new UnsupportedError('exec --cap is not supported by tsnet yet');
       if (s(flags.cgroup)) throw new UnsupportedError('exec --cgroup is not supported by tsnet');
-      return rt.exec(pos[0]!, { ...execProcess({ ...flags, process: abs(ctx, s(flags.process)) }, rest), pidFile: abs(ctx, s(flags['pid-file'])), detach: Boolean(flags.detach) });
+      const { terminal, ...proc } = execProcess({ ...flags, process: abs(ctx, s(flags.process)) }, rest);
+      const consoleSocket = abs(ctx, s(flags['console-socket']));
+      if (terminal && !consoleSocket) throw new UnsupportedError('exec with a terminal needs --console-socket (tsnet does not proxy a terminal itself yet)');
+      return rt.exec(pos[0]!, { ...proc, pidFile: abs(ctx, s(flags['pid-file'])), detach: Boolean(flags.detach), consoleSocket: terminal ? consoleSocket : undefined });
     },
   },
   {

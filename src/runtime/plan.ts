@@ -69,6 +69,9 @@ export interface ExecPlan extends ProcessPlan {
   /** Write the process's pid here; detach: return once it has exec'd. */
   pidFile?: string;
   detach?: boolean;
+  /** A pty of the container's devpts for the process, its master sent here (runc exec -t --console-socket). */
+  consoleSocket?: string;
+  winsize?: { rows: number; cols: number };
 }
 
 const esc = (s: string | number | bigint) => String(s).replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n');
@@ -132,6 +135,8 @@ export function renderExecPlan(p: ExecPlan): string {
   const out = [line('join', p.join), ...p.cgroups.map((c) => line('cgroup', c)), ...processLines(p)];
   if (p.pidFile) out.push(line('pidfile', p.pidFile));
   if (p.detach) out.push(line('detach'));
+  if (p.consoleSocket) out.push(line('consolesocket', p.consoleSocket));
+  if (p.consoleSocket && p.winsize) out.push(line('winsize', p.winsize.rows, p.winsize.cols));
   return `${out.join('\n')}\n`;
 }
 

@@ -74,6 +74,22 @@ function oci(r: RuntimeHost, mode: Mode): Oci {
 
 const statusOf = (o: Oci, id: string) => JSON.parse(o.ok(['state', id])).status;
 
+/** A console socket's other end: python3 (Node cannot receive a file descriptor) writes what the pty says, up to "done", to out. */
+function consoleReceiver(r: RuntimeHost, sock: string, out: string) {
+  return spawn('nsenter', [...r.h.enterArgs(), '--', 'python3', '-c', [
+    'import socket, os, sys',
+    's = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)',
+    'c, _ = s.accept(); msg, fds, _, _ = socket.recv_fds(c, 1, 1)',
+    'out = b""',
+    'while b"done" not in out:',
+    '    try: d = os.read(fds[0], 4096)',
+    '    except OSError: break',
+    '    if not d: break',
+    '    out += d',
+    'open(sys.argv[2], "wb").write(out)',
+  ].join('\n'), sock, out], { stdio: 'ignore' });
+}
+
 for (const mode of Object.keys(MODES) as Mode[]) {
   test(`oci (${mode}): create waits, start runs it, state and list as runc prints them, kill, delete leaves nothing`, { skip }, () =>
     withRuntime(async (r) => {
@@ -216,27 +232,18 @@ for (const mode of Object.keys(MODES) as Mode[]) {
       }
     }));
 
-  test(`oci (${mode}): process.terminal sends the pty master to --console-socket; the process has a controlling terminal`, { skip }, () =>
+  test(`oci (${mode}): process.terminal and exec -t send a pty master of the container's devpts to --console-socket; the process has a controlling terminal`, { skip }, () =>
     withRuntime(async (r) => {
       const o = oci(r, mode);
       try {
         const sock = join(r.h.dir, 'console.sock');
         const got = join(r.h.dir, 'console.out');
-        // Node cannot receive a file descriptor; python3 can (socket.recv_fds).
-        const py = spawn('nsenter', [...r.h.enterArgs(), '--', 'python3', '-c', [
-          'import socket, os, sys',
-          's = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)',
-          'c, _ = s.accept(); msg, fds, _, _ = socket.recv_fds(c, 1, 1)',
-          'out = b""',
-          'while b"done" not in out:',
-          '    try: d = os.read(fds[0], 4096)',
-          '    except OSError: break',
-          '    if not d: break',
-          '    out += d',
-          'open(sys.argv[2], "wb").write(out)',
-        ].join('\n'), sock, got], { stdio: 'ignore' });
+        const py = consoleReceiver(r, sock, got);
+        const sock2 = join(r.h.dir, 'console2.sock');
+        const got2 = join(r.h.dir, 'console2.out');
+        const py2 = consoleReceiver(r, sock2, got2);
         try {
-          assert.ok(await pollUntil(() => existsSync(sock)), 'the console socket listens');
+          assert.ok(await pollUntil(() => existsSync(sock) && existsSync(sock2)), 'the console sockets listen');
           const b = o.bundle('tty', (c) => {
             c.process.terminal = true;
             c.process.consoleSize = { height: 33, width: 101 };
@@ -250,13 +257,20 @@ for (const mode of Object.keys(MODES) as Mode[]) {
           assert.match(text, /^\/dev\/pts\/0\r?$/m, 'a pty of its own devpts');
           assert.match(text, /33 101/);
           assert.match(text, /stdin-is-tty/);
+          // exec -t: a second pty of the container's devpts, to a second console socket.
+          const ex = o.run(['exec', '-t', '--console-socket', sock2, 'tty', 'sh', '-c', 'tty; echo done; exit 6']);
+          assert.equal(ex.code, 6, ex.stderr);
+          assert.ok(await pollUntil(() => existsSync(got2)), 'the exec console carried the output');
+          assert.match(readFileSync(got2, 'utf8'), /^\/dev\/pts\/1\r?$/m);
+          assert.match(o.run(['exec', '-t', 'tty', 'true']).stderr, /needs --console-socket/);
           o.ok(['delete', '--force', 'tty']);
           const noSock = o.run(['create', '--bundle', b, 'tty2']);
           assert.equal(noSock.code, 1);
           assert.match(noSock.stderr, /process.terminal is true: give --console-socket/);
-      } finally {
-        py.kill('SIGKILL');
-      }
+        } finally {
+          py.kill('SIGKILL');
+          py2.kill('SIGKILL');
+        }
       } finally {
         o.stop();
       }

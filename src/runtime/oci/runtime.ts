@@ -319,12 +319,12 @@ export class OciRuntime {
    * config's process with overrides (a process.json or flags). Returns its exit
    * code, or 0 once it runs with detach.
    */
-  async exec(id: string, p: Partial<ProcessPlan> & { pidFile?: string; detach?: boolean }): Promise<number> {
+  async exec(id: string, p: Partial<ProcessPlan> & { pidFile?: string; detach?: boolean; consoleSocket?: string; winsize?: { rows: number; cols: number } }): Promise<number> {
     const r = this.read(id);
     const status = this.status(r);
     if (status !== 'running') throw new ConflictError(`cannot exec in a container that is ${status}: ${id}`);
     if (!p.args?.length) throw new InvalidConfigError('exec: no command given');
-    const plan: ExecPlan = { ...r.process, ...stripUndefined(p), join: r.pid, cgroups: r.cgroup.dirs, pidFile: p.pidFile, detach: p.detach } as ExecPlan;
+    const plan: ExecPlan = { ...r.process, ...stripUndefined(p), join: r.pid, cgroups: r.cgroup.dirs } as ExecPlan;
     const planPath = join(this.dir(id), `exec-${process.pid}-${Date.now()}`);
     const planText = renderExecPlan(plan);
     this.d.files.write(planPath, planText, { mode: 0o600 });

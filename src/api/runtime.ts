@@ -60,9 +60,29 @@ export interface ContainerApi {
   attachPath(ref: string): Promise<string>;
   /** Processes in it (pid, command line), from its cgroup. */
   top(ref: string): Promise<Array<{ pid: number; cmd: string }>>;
+  /** One sample of each container's counters (the running ones, or all); refs empty: every one. */
+  stats(refs: string[], opts?: { all?: boolean }): Promise<StatsSample[]>;
   prune(): Promise<string[]>;
   /** The monitor's last act when a container exits. */
   cleanup(id: string): Promise<void>;
+}
+
+/** Counters of one container at one moment (CPU % comes from two samples). */
+export interface StatsSample {
+  id: string;
+  name: string;
+  running: boolean;
+  /** CLOCK_MONOTONIC, ns. */
+  at: number;
+  cpuNs: number;
+  memoryUsage: number;
+  /** 0: no limit of its own. */
+  memoryLimit: number;
+  netRx: number;
+  netTx: number;
+  blkRead: number;
+  blkWrite: number;
+  pids: number;
 }
 
 export interface ImageView {
@@ -335,6 +355,20 @@ export class LocalContainers implements ContainerApi {
     });
   }
 
+  async stats(refs: string[], opts: { all?: boolean } = {}): Promise<StatsSample[]> {
+    const s = await this.rt.snapshot();
+    const chosen = refs.length ? refs.map((r) => this.rt.find(s, r)) : Object.values(s.containers).filter((c) => opts.all || c.state.status === 'running');
+    return chosen.map((c) => {
+      const running = c.state.status === 'running';
+      const zero = { cpuNs: 0, memoryUsage: 0, memoryLimit: 0, pids: 0, blkRead: 0, blkWrite: 0 };
+      const cg = running ? this.rt.cgroupStats(c) : zero;
+      const net = running ? netCounters(c.state.pid) : { rx: 0, tx: 0 };
+      // An unlimited v1 cgroup reports a huge number: no limit of its own.
+      const limit = cg.memoryLimit > 2 ** 62 ? 0 : cg.memoryLimit;
+      return { id: c.id, name: c.name, running, at: Number(process.hrtime.bigint()), ...cg, memoryLimit: limit, netRx: net.rx, netTx: net.tx };
+    });
+  }
+
   async prune(): Promise<string[]> {
     const s = await this.rt.snapshot();
     const gone: string[] = [];
@@ -349,6 +383,26 @@ export class LocalContainers implements ContainerApi {
   cleanup(id: string): Promise<void> {
     return this.rt.cleanup(id);
   }
+}
+
+/** Bytes in and out of a process's network namespace, every interface but loopback (/proc/PID/net/dev). */
+function netCounters(pid: number): { rx: number; tx: number } {
+  let text = '';
+  try {
+    text = readFileSync(`/proc/${pid}/net/dev`, 'utf8');
+  } catch {
+    return { rx: 0, tx: 0 };
+  }
+  let rx = 0;
+  let tx = 0;
+  for (const l of text.split('\n').slice(2)) {
+    const [name, rest] = l.split(':');
+    if (!rest || name!.trim() === 'lo') continue;
+    const f = rest.trim().split(/\s+/).map(Number);
+    rx += f[0] ?? 0;
+    tx += f[8] ?? 0;
+  }
+  return { rx, tx };
 }
 
 const view = (s: ImageStore, id: string): ImageView => {

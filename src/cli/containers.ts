@@ -4,9 +4,9 @@
 // 126 when the command cannot be executed, 127 when it is not found.
 import { spawn } from 'node:child_process';
 import { createWriteStream, renameSync, rmSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
+import { constants as osConstants, totalmem } from 'node:os';
 import { asTsnetError, InvalidConfigError } from '../errors.js';
-import { humanDuration, type CreateContainerRequest } from '../api/runtime.js';
+import { humanDuration, type CreateContainerRequest, type StatsSample } from '../api/runtime.js';
 import { ContainerStartError, AttachClient } from '../runtime/monitor.js';
 import { parseFilterArgs } from '../api/filters.js';
 import { list, str, type Command, type Env } from './command.js';
@@ -192,6 +192,41 @@ const PS_LIST: ListSpec = {
   headers: { ID: 'CONTAINER ID', Image: 'IMAGE', Command: 'COMMAND', CreatedAt: 'CREATED AT', RunningFor: 'CREATED', Status: 'STATUS', State: 'STATE', Ports: 'PORTS', Names: 'NAMES', Networks: 'NETWORKS', Labels: 'LABELS' },
   idField: 'ID',
 };
+const STATS_LIST: ListSpec = {
+  columns: [['ID', 'CONTAINER ID'], ['Name', 'NAME'], ['CPUPerc', 'CPU %'], ['MemUsage', 'MEM USAGE / LIMIT'], ['MemPerc', 'MEM %'], ['NetIO', 'NET I/O'], ['BlockIO', 'BLOCK I/O'], ['PIDs', 'PIDS']],
+  headers: { Container: 'CONTAINER', ID: 'CONTAINER ID', Name: 'NAME', CPUPerc: 'CPU %', MemUsage: 'MEM USAGE / LIMIT', MemPerc: 'MEM %', NetIO: 'NET I/O', BlockIO: 'BLOCK I/O', PIDs: 'PIDS' },
+  idField: 'ID',
+};
+
+/** Docker's %.4g sizes: binary units for memory (MiB), decimal for I/O (kB). */
+function sizeG(n: number, binary: boolean): string {
+  const base = binary ? 1024 : 1000;
+  const units = binary ? ['B', 'KiB', 'MiB', 'GiB', 'TiB'] : ['B', 'kB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  let v = n;
+  while (v >= base && i < units.length - 1) {
+    v /= base;
+    i++;
+  }
+  return `${Number(v.toPrecision(4))}${units[i]}`;
+}
+
+function statsRow(x: StatsSample, prev: StatsSample | undefined, noTrunc: boolean): Record<string, string> {
+  const wall = prev ? x.at - prev.at : 0;
+  const cpu = prev && wall > 0 ? ((x.cpuNs - prev.cpuNs) / wall) * 100 : 0;
+  const limit = x.memoryLimit || totalmem();
+  const id = noTrunc ? x.id : x.id.slice(0, 12);
+  return {
+    Container: id, ID: id, Name: x.name,
+    CPUPerc: `${Math.max(0, cpu).toFixed(2)}%`,
+    MemUsage: `${sizeG(x.memoryUsage, true)} / ${sizeG(limit, true)}`,
+    MemPerc: `${((x.memoryUsage / limit) * 100).toFixed(2)}%`,
+    NetIO: `${sizeG(x.netRx, false)} / ${sizeG(x.netTx, false)}`,
+    BlockIO: `${sizeG(x.blkRead, false)} / ${sizeG(x.blkWrite, false)}`,
+    PIDs: String(x.pids),
+  };
+}
+
 const IMAGES_LIST: ListSpec = {
   columns: [['Repository', 'REPOSITORY'], ['Tag', 'TAG'], ['ID', 'IMAGE ID'], ['CreatedSince', 'CREATED'], ['Size', 'SIZE']],
   headers: { Repository: 'REPOSITORY', Tag: 'TAG', ID: 'IMAGE ID', CreatedSince: 'CREATED', CreatedAt: 'CREATED AT', Size: 'SIZE' },
@@ -499,6 +534,34 @@ const CONTAINER_COMMANDS_LIST: Command[] = [
     },
   },
   {
+    path: 'stats ',
+    usage: 'tsnet stats [-a] [--no-stream] [--format FMT] [CONTAINER...]',
+    summary: "Containers' CPU, memory, network and block I/O, and processes (every second until ^C)",
+    group: 'container',
+    flags: [
+      { name: 'all', short: 'a', type: 'bool', help: 'stopped containers too' },
+      { name: 'no-stream', type: 'bool', help: 'one sample and exit' },
+      { name: 'no-trunc', type: 'bool', help: 'full IDs' },
+      { name: 'format', type: 'string', help: "'table', 'json' or a Go template", metavar: 'FMT' },
+    ],
+    async run({ flags, positionals }, env) {
+      const api = env.tsnet().api.containers;
+      const sample = () => api.stats(positionals, { all: Boolean(flags.all) });
+      const tty = process.stdout.isTTY && !flags['no-stream'];
+      let prev = new Map((await sample()).map((x) => [x.id, x]));
+      for (;;) {
+        // CPU % over the last second, as Docker computes it.
+        await new Promise((r) => setTimeout(r, 1000));
+        const cur = await sample();
+        const rows = cur.map((x) => statsRow(x, prev.get(x.id), Boolean(flags['no-trunc'])));
+        if (tty) process.stdout.write('\x1b[2J\x1b[H');
+        for (const l of renderList(rows, STATS_LIST, { format: str(flags.format) })) env.out(l);
+        if (flags['no-stream']) return 0;
+        prev = new Map(cur.map((x) => [x.id, x]));
+      }
+    },
+  },
+  {
     path: 'container prune',
     usage: 'tsnet container prune [-f]',
     summary: 'Remove every stopped container',
@@ -688,4 +751,5 @@ export const CONTAINER_COMMANDS: Command[] = [
   alias('container wait', 'wait '),
   alias('container exec', 'exec '),
   alias('container top', 'top '),
+  alias('container stats', 'stats '),
 ];

@@ -247,20 +247,45 @@ export class CgroupManager {
     }));
   }
 
-  /** Counters for stats: memory usage and limit, CPU time (ns), PIDs. */
-  stats(cg: ContainerCgroup): { memoryUsage: number; memoryLimit: number; cpuNs: number; pids: number } {
+  /** Counters for stats: memory usage (without reclaimable page cache, as Docker shows it) and limit, CPU time (ns), PIDs, block I/O bytes. */
+  stats(cg: ContainerCgroup): { memoryUsage: number; memoryLimit: number; cpuNs: number; pids: number; blkRead: number; blkWrite: number } {
     const num = (dir: string | undefined, f: string) => Number((dir && this.files.read(join(dir, f))?.trim()) || 0);
+    const stat = (dir: string | undefined, f: string, key: string) => Number(new RegExp(`^${key} (\\d+)$`, 'm').exec((dir && this.files.read(join(dir, f))) ?? '')?.[1] ?? 0);
     if (cg.version === 1) {
+      let blkRead = 0;
+      let blkWrite = 0;
+      for (const l of (this.files.read(join(cg.byController.blkio ?? '/nonexistent', 'blkio.throttle.io_service_bytes')) ?? '').split('\n')) {
+        const m = /^\d+:\d+ (Read|Write) (\d+)$/.exec(l.trim());
+        if (m?.[1] === 'Read') blkRead += Number(m[2]);
+        else if (m?.[1] === 'Write') blkWrite += Number(m[2]);
+      }
+      const usage = num(cg.byController.memory, 'memory.usage_in_bytes');
       return {
-        memoryUsage: num(cg.byController.memory, 'memory.usage_in_bytes'),
+        memoryUsage: Math.max(0, usage - stat(cg.byController.memory, 'memory.stat', 'total_inactive_file')),
         memoryLimit: num(cg.byController.memory, 'memory.limit_in_bytes'),
         cpuNs: num(cg.byController.cpuacct, 'cpuacct.usage'),
         pids: num(cg.byController.pids, 'pids.current'),
+        blkRead,
+        blkWrite,
       };
     }
     const dir = cg.byController['']!;
     const usec = /usage_usec (\d+)/.exec(this.files.read(join(dir, 'cpu.stat')) ?? '');
     const max = (this.files.read(join(dir, 'memory.max')) ?? '').trim();
-    return { memoryUsage: num(dir, 'memory.current'), memoryLimit: max === 'max' || !max ? 0 : Number(max), cpuNs: usec ? Number(usec[1]) * 1000 : 0, pids: num(dir, 'pids.current') };
+    let blkRead = 0;
+    let blkWrite = 0;
+    for (const m of (this.files.read(join(dir, 'io.stat')) ?? '').matchAll(/rbytes=(\d+) wbytes=(\d+)/g)) {
+      blkRead += Number(m[1]);
+      blkWrite += Number(m[2]);
+    }
+    return {
+      memoryUsage: Math.max(0, num(dir, 'memory.current') - stat(dir, 'memory.stat', 'inactive_file')),
+      memoryLimit: max === 'max' || !max ? 0 : Number(max),
+      cpuNs: usec ? Number(usec[1]) * 1000 : 0,
+      pids: num(dir, 'pids.current'),
+      blkRead,
+      blkWrite,
+    };
   }
+
 }

@@ -439,6 +439,10 @@ export class Runtime {
     return this.d.cgroups.pids(this.cgroupOf(c));
   }
 
+  cgroupStats(c: ContainerRecord): ReturnType<CgroupManager['stats']> {
+    return this.d.cgroups.stats(this.cgroupOf(c));
+  }
+
   signal(c: ContainerRecord, sig: string): void {
     if (c.state.status !== 'running' || !alive(c.state.pid, c.state.pidStart)) throw new ConflictError(`Cannot kill container: ${c.name}: container is not running`);
     process.kill(c.state.pid, signalNumber(sig));

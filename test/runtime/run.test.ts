@@ -275,3 +275,23 @@ test('a SIGKILL of tsnet at any step of run or rm is undone or finished by the n
     assert.deepEqual(r.leftoverCgroups(), []);
     assert.deepEqual(r.mounts(), []);
   }));
+
+test('stats: CPU, memory against its limit, network I/O and PIDs, from its cgroup and network namespace', { skip }, () =>
+  withRuntime(async (r) => {
+    r.ok(['run', '-d', '--name', 'busy', '--memory', '64m', 'bb', 'sh', '-c', 'while :; do :; done & sleep 300']);
+    const gw = r.inspect('busy').NetworkSettings.Networks.bridge.Gateway;
+    r.ok(['exec', 'busy', 'ping', '-c', '3', '-i', '0.2', gw]);
+    const res = r.tsnet(['stats', '--no-stream', '--format', 'json', 'busy']);
+    assert.equal(res.code, 0, res.stderr);
+    const s = JSON.parse(res.stdout.trim());
+    assert.equal(s.Name, 'busy');
+    assert.ok(parseFloat(s.CPUPerc) > 30, `a busy loop shows: ${s.CPUPerc}`);
+    assert.match(s.MemUsage, /^[\d.]+(B|KiB|MiB) \/ 64MiB$/);
+    assert.ok(Number(s.PIDs) >= 2, s.PIDs);
+    assert.doesNotMatch(s.NetIO, /^0B \//, `received bytes counted: ${s.NetIO}`);
+    const table = r.ok(['stats', '--no-stream']).split('\n');
+    assert.match(table[0]!, /^CONTAINER ID\s+NAME\s+CPU %\s+MEM USAGE \/ LIMIT\s+MEM %\s+NET I\/O\s+BLOCK I\/O\s+PIDS$/);
+    assert.match(table[1]!, /\sbusy\s/);
+    assert.match(r.tsnet(['stats', '--no-stream', 'nosuch']).stderr, /No such container: nosuch/);
+    r.ok(['rm', '-f', 'busy']);
+  }));

@@ -15,6 +15,8 @@ import { portLine, renderInspect, renderList, shortId, table, type ListSpec } fr
 import { goArch } from '../runtime/images/pull.js';
 import { parseChanges, parseEnv, parseSignal } from '../runtime/spec.js';
 
+const DETACH_KEYS: FlagSpec = { name: 'detach-keys', type: 'string', help: 'keys that detach from it, leaving it running (default ctrl-p,ctrl-q)', metavar: 'KEYS' };
+
 const RUN_FLAGS: FlagSpec[] = [
   { name: 'detach', short: 'd', type: 'bool', help: 'run in the background and print the container ID' },
   { name: 'interactive', short: 'i', type: 'bool', help: 'keep stdin open' },
@@ -54,6 +56,7 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'log-opt', type: 'list', help: 'json-file options: max-size=SIZE, max-file=N', metavar: 'OPT' },
   { name: 'cgroup-parent', type: 'string', help: 'parent cgroup (default tsnet)', metavar: 'PATH' },
   { name: 'pull', type: 'string', help: 'pull the image: missing (default), always, never', metavar: 'POLICY' },
+  DETACH_KEYS,
 ];
 
 function runRequest(flags: Record<string, unknown>, positionals: string[], rest: string[]): CreateContainerRequest {
@@ -133,25 +136,39 @@ function failed(env: Env, err: unknown): number {
  * there (-i), a raw terminal with its size (-t), our signals forwarded to it
  * (without -t), and its exit code as ours.
  */
-async function startAttached(env: Env, id: string, opts: { interactive: boolean; tty: boolean }): Promise<number> {
+/** Docker's --detach-keys: "ctrl-p,ctrl-q" (default), "ctrl-X" or single characters, comma-separated. */
+export function parseDetachKeys(text: string): Buffer {
+  const out: number[] = [];
+  for (const k of text.split(',')) {
+    const m = /^ctrl-([a-zA-Z@[\\\]^_])$/.exec(k);
+    if (m) out.push(m[1]!.toUpperCase().charCodeAt(0) & 0x1f);
+    else if (k.length === 1) out.push(k.charCodeAt(0));
+    else throw new InvalidConfigError(`invalid --detach-keys "${text}": a comma-separated list of ctrl-<letter> or single characters`);
+  }
+  if (!out.length) throw new InvalidConfigError('invalid --detach-keys "": give at least one key');
+  return Buffer.from(out);
+}
+
+/**
+ * Our terminal on a container's stdio through its monitor: output here, stdin
+ * there (interactive), raw mode and window size (tty), our signals to it (not a
+ * tty, sig-proxy), and the detach keys, which leave it running. Settles with its
+ * exit code, or "detached".
+ */
+async function attachSession(env: Env, id: string, socket: string, opts: { interactive: boolean; tty: boolean; detachKeys: Buffer; sigProxy?: boolean; onOpen?: () => void }): Promise<number | 'detached'> {
   const api = env.tsnet().api;
-  let client: AttachClient | undefined;
   let exitCode: number | undefined;
   let closed!: () => void;
   const done = new Promise<void>((r) => (closed = r));
+  let detached = false;
   const stdin = process.stdin;
   const raw = opts.tty && stdin.isTTY;
   const size = () => ({ rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 });
-  await api.containers.start(id, {
-    winsize: raw ? size() : undefined,
-    attach: async (sock) => {
-      client = await AttachClient.open(sock, (e) => {
-        if (e.type === 'exit') exitCode = e.code;
-        else (e.type === 'stdout' ? process.stdout : process.stderr).write(e.data);
-      }, () => closed());
-    },
-  });
-  const c = client!;
+  const c = await AttachClient.open(socket, (e) => {
+    if (e.type === 'exit') exitCode = e.code;
+    else (e.type === 'stdout' ? process.stdout : process.stderr).write(e.data);
+  }, () => closed());
+  opts.onOpen?.();
   const cleanups: Array<() => void> = [];
   if (raw) {
     stdin.setRawMode(true);
@@ -159,7 +176,8 @@ async function startAttached(env: Env, id: string, opts: { interactive: boolean;
     const resize = () => c.resize(size().rows, size().cols);
     process.on('SIGWINCH', resize);
     cleanups.push(() => process.off('SIGWINCH', resize));
-  } else if (!opts.tty) {
+    resize();
+  } else if (!opts.tty && opts.sigProxy !== false) {
     // Docker's sig-proxy: our signals go to the container.
     for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) {
       const h = () => void api.containers.kill([id], sig).catch(() => undefined);
@@ -168,7 +186,29 @@ async function startAttached(env: Env, id: string, opts: { interactive: boolean;
     }
   }
   if (opts.interactive) {
-    const onData = (d: Buffer) => c.write(d);
+    // The detach keys are matched across reads; a partial match is held back until it fails.
+    let matched = 0;
+    const keys = opts.detachKeys;
+    const onData = (d: Buffer) => {
+      const out: number[] = [];
+      for (const b of d) {
+        if (b === keys[matched]) {
+          matched++;
+          if (matched === keys.length) {
+            if (out.length) c.write(Buffer.from(out));
+            detached = true;
+            c.close();
+            closed();
+            return;
+          }
+          continue;
+        }
+        if (matched) out.push(...keys.subarray(0, matched));
+        matched = b === keys[0] ? 1 : 0;
+        if (!matched) out.push(b);
+      }
+      if (out.length) c.write(Buffer.from(out));
+    };
     const onEnd = () => c.closeStdin();
     stdin.on('data', onData);
     stdin.on('end', onEnd);
@@ -181,10 +221,34 @@ async function startAttached(env: Env, id: string, opts: { interactive: boolean;
   }
   await done;
   for (const f of cleanups) f();
-  if (exitCode === undefined) exitCode = await api.containers.wait(id);
+  if (detached) return 'detached';
+  return exitCode ?? (await api.containers.wait(id));
+}
+
+/**
+ * Starts a container with this terminal attached: its output here, our stdin
+ * there (-i), a real terminal (-t); its exit code is ours, unless we detach.
+ */
+async function startAttached(env: Env, id: string, opts: { interactive: boolean; tty: boolean; detachKeys?: string }): Promise<number> {
+  const api = env.tsnet().api;
+  const detachKeys = parseDetachKeys(opts.detachKeys ?? 'ctrl-p,ctrl-q');
+  const raw = opts.tty && process.stdin.isTTY;
+  let session: Promise<number | 'detached'> | undefined;
+  await api.containers.start(id, {
+    winsize: raw ? { rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 } : undefined,
+    // The process waits (before exec) until we are attached.
+    attach: async (sock) => {
+      let opened!: () => void;
+      const ready = new Promise<void>((r) => (opened = r));
+      session = attachSession(env, id, sock, { ...opts, detachKeys, onOpen: opened });
+      await Promise.race([ready, session.then(() => undefined)]);
+    },
+  });
+  const r = await session!;
+  if (r === 'detached') return 0;
   // The monitor cleans up after us too; doing it here means --rm is done when we return.
   await api.containers.cleanup(id);
-  return exitCode;
+  return r;
 }
 
 const PS_LIST: ListSpec = {
@@ -278,7 +342,33 @@ const run: Command = {
         env.out(id);
         return 0;
       }
-      return await startAttached(env, id, { interactive: Boolean(flags.interactive), tty: Boolean(flags.tty) });
+      return await startAttached(env, id, { interactive: Boolean(flags.interactive), tty: Boolean(flags.tty), detachKeys: str(flags['detach-keys']) });
+    } catch (err) {
+      return failed(env, err);
+    }
+  },
+};
+
+const attach: Command = {
+  path: 'attach ',
+  usage: 'tsnet attach [--no-stdin] [--detach-keys KEYS] [--sig-proxy=false] CONTAINER',
+  summary: "Attach this terminal to a running container's stdio (its exit code is ours; the detach keys leave it running)",
+  group: 'container',
+  minArgs: 1,
+  maxArgs: 1,
+  flags: [
+    { name: 'no-stdin', type: 'bool', help: 'do not attach stdin' },
+    DETACH_KEYS,
+    { name: 'sig-proxy', type: 'bool', help: 'send our signals to it (default true; not for a tty)' },
+  ],
+  async run({ flags, positionals }, env) {
+    try {
+      const api = env.tsnet().api.containers;
+      const [c] = (await api.inspect(positionals)) as Array<{ Id: string; Config: { Tty: boolean; OpenStdin: boolean } }>;
+      const detachKeys = parseDetachKeys(str(flags['detach-keys']) ?? 'ctrl-p,ctrl-q');
+      const sock = await api.attachPath(c!.Id);
+      const r = await attachSession(env, c!.Id, sock, { interactive: c!.Config.OpenStdin && !flags['no-stdin'], tty: c!.Config.Tty, detachKeys, sigProxy: flags['sig-proxy'] !== false });
+      return r === 'detached' ? 0 : r;
     } catch (err) {
       return failed(env, err);
     }
@@ -313,13 +403,14 @@ const start: Command = {
   flags: [
     { name: 'attach', short: 'a', type: 'bool', help: 'attach its output and exit with its code' },
     { name: 'interactive', short: 'i', type: 'bool', help: "attach the container's stdin" },
+    DETACH_KEYS,
   ],
   async run({ flags, positionals }, env) {
     if (flags.attach) {
       if (positionals.length > 1) throw new InvalidConfigError('you cannot start and attach multiple containers at once');
       try {
         const [c] = (await env.tsnet().api.containers.inspect(positionals)) as Array<{ Id: string; Config: { Tty: boolean; OpenStdin: boolean } }>;
-        return await startAttached(env, c!.Id, { interactive: Boolean(flags.interactive) && c!.Config.OpenStdin, tty: c!.Config.Tty });
+        return await startAttached(env, c!.Id, { interactive: Boolean(flags.interactive) && c!.Config.OpenStdin, tty: c!.Config.Tty, detachKeys: str(flags['detach-keys']) });
       } catch (err) {
         return failed(env, err);
       }
@@ -339,6 +430,7 @@ const start: Command = {
 
 const CONTAINER_COMMANDS_LIST: Command[] = [
   run,
+  attach,
   create,
   start,
   {
@@ -752,4 +844,5 @@ export const CONTAINER_COMMANDS: Command[] = [
   alias('container exec', 'exec '),
   alias('container top', 'top '),
   alias('container stats', 'stats '),
+  alias('container attach', 'attach '),
 ];

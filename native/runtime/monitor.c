@@ -43,6 +43,8 @@
 static const struct plan *P;
 static int syncfd = -1;
 
+static void container_console(int csock, int bind_console);
+
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...) {
   if (syncfd < 0) return;
@@ -312,6 +314,20 @@ static int join_cgroups(pid_t pid) {
   return 0;
 }
 
+// A file descriptor sent over a unix socket (SCM_RIGHTS), or -1.
+static int recv_fd(int s) {
+  char byte;
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  if (recvmsg(s, &m, MSG_CMSG_CLOEXEC) <= 0) return -1;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+  if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) return -1;
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+
 static int exit_code_of(int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); }
 
 // ---------------------------------------------------------------- run
@@ -330,25 +346,15 @@ static int cmd_run(void) {
     log_open();
   }
 
-  int outp[2] = {-1, -1}, errp[2] = {-1, -1}, inp[2] = {-1, -1}, slave = -1;
-  char slave_path[128] = {0};
+  int outp[2] = {-1, -1}, errp[2] = {-1, -1}, inp[2] = {-1, -1};
+  // A terminal is made by the container in its own devpts (so tty(1) names /dev/pts/N
+  // there, as under Docker) and its master passed back to us over this socket pair.
+  int ptys[2] = {-1, -1};
   if (tty) {
-    tty_master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (tty_master < 0 || grantpt(tty_master) < 0 || unlockpt(tty_master) < 0 || ptsname_r(tty_master, slave_path, sizeof slave_path) != 0) {
-      say("error 125 allocate a pty: %s\n", strerror(errno));
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ptys) < 0) {
+      say("error 125 socketpair: %s\n", strerror(errno));
       return 1;
     }
-    slave = open(slave_path, O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (slave < 0) {
-      say("error 125 open %s: %s\n", slave_path, strerror(errno));
-      return 1;
-    }
-    const struct directive *ws = plan_find(P, "winsize");
-    if (ws && ws->argc >= 3) {
-      struct winsize w = {.ws_row = (unsigned short)atoi(ws->argv[1]), .ws_col = (unsigned short)atoi(ws->argv[2])};
-      ioctl(tty_master, TIOCSWINSZ, &w);
-    }
-    stdin_fd = tty_master;
   } else {
     if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || (want_stdin && pipe2(inp, O_CLOEXEC) < 0)) {
       say("error 125 pipes: %s\n", strerror(errno));
@@ -395,15 +401,12 @@ static int cmd_run(void) {
       close(fd);
     }
     if (plan_find(P, "cgroupns") && unshare(CLONE_NEWCGROUP) < 0) fail(125, "cgroup namespace: %s", strerror(errno));
-    if (tty) {
-      setsid();
-      if (ioctl(slave, TIOCSCTTY, 0) < 0) fail(125, "controlling terminal: %s", strerror(errno));
-      dup2(slave, 0), dup2(slave, 1), dup2(slave, 2);
-    } else {
+    if (!tty) {
       int null = open("/dev/null", O_RDWR | O_CLOEXEC);
       dup2(want_stdin ? inp[0] : null, 0), dup2(outp[1], 1), dup2(errp[1], 2);
     }
-    setup_rootfs(P, tty ? slave_path : NULL);
+    setup_rootfs(P, NULL);
+    if (tty) close(ptys[0]), container_console(ptys[1], 1);
     setup_process(P);
     if (write(rep[1], "R", 1) != 1) _exit(125);
     if (read(go[0], &b, 1) != 1) _exit(125);
@@ -415,7 +418,7 @@ static int cmd_run(void) {
     exec_process(P);
   }
   close(go[0]), close(rep[1]);
-  if (slave >= 0) close(slave);
+  if (ptys[1] >= 0) close(ptys[1]);
   if (outp[1] >= 0) close(outp[1]);
   if (errp[1] >= 0) close(errp[1]);
   if (inp[0] >= 0) close(inp[0]);
@@ -429,12 +432,17 @@ static int cmd_run(void) {
   }
   (void)!write(go[1], "1", 1);
   int r = read_child(rep[0], msg, sizeof msg, 'R');
+  if (r == 1 && tty && (tty_master = recv_fd(ptys[0])) < 0) {
+    kill(pid, SIGKILL);
+    r = 0;
+  }
   if (r != 1) {
     int st = 0;
     waitpid(pid, &st, 0);
-    say("error %d %s\n", exit_code_of(st) == 0 ? 125 : exit_code_of(st), r < 0 ? msg : "container setup failed");
+    say("error %d %s\n", exit_code_of(st) == 0 || exit_code_of(st) == 137 ? 125 : exit_code_of(st), r < 0 ? msg : "container setup failed");
     return 1;
   }
+  if (tty) close(ptys[0]), stdin_fd = tty_master;
   say("pid %d\n", pid);
   if (plan_find(P, "waitattach") && listenfd >= 0) {
     // Wait for the starting tsnet to attach (or to go away).

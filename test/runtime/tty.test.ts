@@ -38,8 +38,8 @@ test('-it: a real terminal (raw mode, window size, ^C), the detach keys leave it
     try {
       t.open('run', ['run', '-it', '--name', 't1', 'bb', 'sh']);
       await t.waitFor('run', /^\/ #/m, 'the shell prompt');
-      t.keys('run', 'echo $((6*7)); test -t 0 && echo IS-A-TTY; stty size', 'Enter');
-      await t.waitFor('run', /^42\r?$[\s\S]*IS-A-TTY[\s\S]*^30 100\r?$/m, 'output, a terminal, the pane size');
+      t.keys('run', 'echo $((6*7)); test -t 0 && echo IS-A-TTY; stty size; tty', 'Enter');
+      await t.waitFor('run', /^42\r?$[\s\S]*IS-A-TTY[\s\S]*^30 100\r?$[\s\S]*^\/dev\/pts\/0\r?$/m, "output, a terminal of the pane's size, from the container's own devpts");
       // ^C reaches the foreground process, not tsnet.
       t.keys('run', 'sleep 100', 'Enter');
       await new Promise((res) => setTimeout(res, 500));

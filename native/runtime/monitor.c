@@ -1,7 +1,9 @@
 // tsnet-monitor: the per-container process (conmon's role) and the exec helper.
 //
 //   tsnet-monitor run PLAN     fd 3: the sync pipe to the tsnet that started it
+//   tsnet-monitor create PLAN  the OCI runtime's helper (see "create (OCI)" below)
 //   tsnet-monitor exec PLAN    joins a running container and runs a process in it
+//   tsnet-runc ARGS            (this binary under that name) the native OCI client, client.c
 //
 // run: clones the container (new namespaces), puts it in its cgroups, lets it set
 // itself up from the plan (setup.c), reports "pid N" and then "started" (or

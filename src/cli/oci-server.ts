@@ -6,7 +6,7 @@
 // (SO_PEERCRED), exits after an idle period (TSNET_RUNC_IDLE seconds, default 300),
 // and steps aside (telling clients to run in Node) once its code on disk changes.
 import { createServer, connect, type Socket } from 'node:net';
-import { chmodSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nativeAddon } from '../system/real/addon.js';
@@ -129,7 +129,13 @@ export async function serveOci(root: string): Promise<number> {
   const idleMs = (Number(process.env.TSNET_RUNC_IDLE) || 300) * 1000;
   mkdirSync(root, { recursive: true, mode: 0o711 });
   const path = join(root, SOCKET_NAME);
-  // Another server answering there: it serves.
+  // One server per root: the lock, held for our life, settles a race of two clients starting one each.
+  const lock = openSync(join(root, '.tsnet-runc.lock'), 'a', 0o600);
+  if (!nativeAddon().flock(lock, 'ex', true)) {
+    closeSync(lock);
+    return 1;
+  }
+  // Another server answering there (one from before the lock): it serves.
   const taken = await new Promise<boolean>((r) => {
     const c = connect(path, () => {
       c.destroy();

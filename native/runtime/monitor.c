@@ -396,13 +396,7 @@ static int cmd_run(void) {
     report_to(rep[1]);
     char b;
     if (read(go[0], &b, 1) != 1) _exit(125);
-    const char *netns = plan_get(P, "netns");
-    if (netns) {
-      int fd = open(netns, O_RDONLY | O_CLOEXEC);
-      if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) fail(125, "join the network namespace %s: %s", netns, strerror(errno));
-      close(fd);
-    }
-    if (plan_find(P, "cgroupns") && unshare(CLONE_NEWCGROUP) < 0) fail(125, "cgroup namespace: %s", strerror(errno));
+    setup_namespaces(P);
     if (!tty) {
       int null = open("/dev/null", O_RDWR | O_CLOEXEC);
       dup2(want_stdin ? inp[0] : null, 0), dup2(outp[1], 1), dup2(errp[1], 2);

@@ -249,7 +249,7 @@ export class Runtime {
     const plan: ContainerPlan = {
       ...this.processPlan(c, user, hc.Init ? ['/sbin/tsnet-init', '--', ...argv] : argv, c.config.Env, c.config.WorkingDir),
       clone: CLONE.NEWNS | CLONE.NEWPID | CLONE.NEWUTS | CLONE.NEWIPC,
-      netns: hostNet ? undefined : sbx.key,
+      nsjoin: hostNet ? [] : [{ type: 'net', path: sbx.key }],
       cgroupns: true,
       root: merged,
       propagation: MS.REC | MS.PRIVATE,

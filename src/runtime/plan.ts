@@ -30,8 +30,7 @@ export interface ProcessPlan {
 
 export interface ContainerPlan extends ProcessPlan {
   clone: number;
-  netns?: string;
-  /** Namespaces joined by path (OCI): pid before clone, the others in the child. */
+  /** Namespaces joined by path (the sandbox's network; OCI's): pid before clone, the others in the child. */
   nsjoin?: Array<{ type: 'pid' | 'net' | 'ipc' | 'uts' | 'cgroup'; path: string }>;
   sysctls?: Record<string, string>;
   oomScoreAdj?: number;
@@ -97,7 +96,6 @@ function processLines(p: ProcessPlan): string[] {
 
 export function renderContainerPlan(p: ContainerPlan): string {
   const out: string[] = [line('clone', p.clone), line('root', p.root), line('propagation', p.propagation)];
-  if (p.netns) out.push(line('netns', p.netns));
   for (const j of p.nsjoin ?? []) out.push(line('nsjoin', j.type, j.path));
   if (p.cgroupns) out.push(line('cgroupns'));
   for (const [k, v] of Object.entries(p.sysctls ?? {})) out.push(line('sysctl', k, v));

@@ -9,6 +9,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { homedir } from 'node:os';
 import { TsnetError, InvalidConfigError, NotFoundError } from '../../errors.js';
+import { MEDIA } from './store.js';
 
 export class RegistryError extends TsnetError {
   constructor(message: string, readonly status?: number, options?: { cause?: unknown }) {
@@ -91,12 +92,7 @@ export interface Response {
 
 const MAX_MANIFEST = 4 << 20;
 
-export const MANIFEST_TYPES = [
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-];
+export const MANIFEST_TYPES = [MEDIA.ociIndex, MEDIA.dockerList, MEDIA.ociManifest, MEDIA.dockerManifest];
 
 export class RegistryClient {
   /** Per host: the scheme that worked. */
